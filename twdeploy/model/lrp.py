@@ -1,0 +1,177 @@
+"""The stateless encoder/decoder traversal: forward with saved activations, relevance back.
+
+``lrp_forward(module, x) -> (y, saved)`` runs a module and returns what its relevance rule
+needs; ``lrp_relevance(module, saved, r, ctx)`` pushes relevance ``(N, K, *out)`` back to
+``(N, K, *in)``. Nothing is stored on modules and no hooks are used, so one function serves
+training, inference and export. Containers (blocks, whole backbones) take part by defining
+``lrp_forward``/``lrp_relevance`` methods of their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from twdeploy.model import rules
+
+PASS_THROUGH = (nn.ReLU, nn.ReLU6, nn.Dropout, nn.Identity)
+SUPPORTED = (
+    nn.Conv2d,
+    nn.Linear,
+    nn.BatchNorm2d,
+    nn.MaxPool2d,
+    nn.AvgPool2d,
+    nn.AdaptiveAvgPool2d,
+    nn.Flatten,
+    nn.Sequential,
+    *PASS_THROUGH,
+)
+
+
+@dataclass(frozen=True)
+class DecoderContext:
+    """Settings of one decoder pass.
+
+    ``eps`` is the stabiliser; ``weights`` optionally replaces the tied weight of a layer
+    (keyed by the encoder module), e.g. by an alias parameter sharing its storage.
+    """
+
+    eps: float = 1e-6
+    weights: Mapping[nn.Module, Tensor] = field(default_factory=dict)
+
+    def weight(self, module: nn.Module) -> Tensor:
+        """The weight the decoder uses for ``module``'s transposed map."""
+        return self.weights.get(module, module.weight)
+
+
+def _pair(value: int | Sequence[int]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
+
+
+def _affine(out: Tensor, bias: Tensor | None, dims: int) -> tuple[Tensor, Tensor]:
+    """Add the bias; also return ``z`` with the bias detached (method.md 1.3)."""
+    if bias is None:
+        return out, out
+    shape = (1, -1) + (1,) * dims
+    y = out + bias.view(shape)
+    z = out + bias.detach().view(shape) if bias.requires_grad and torch.is_grad_enabled() else y
+    return y, z
+
+
+def _bn_scale(bn: nn.BatchNorm2d, x: Tensor) -> Tensor:
+    """The per-channel factor ``s`` of ``y = s*x + t`` with the statistics the forward used."""
+    batch_stats = bn.training or bn.running_var is None
+    var = x.var(dim=(0, 2, 3), unbiased=False) if batch_stats else bn.running_var
+    scale = torch.rsqrt(var.to(x.dtype) + bn.eps)
+    return scale * bn.weight.to(x.dtype) if bn.weight is not None else scale
+
+
+def _out_of_place(module: nn.Module, x: Tensor) -> Tensor:
+    """Run a pass-through layer without overwriting its input (a saved activation)."""
+    if isinstance(module, nn.ReLU6):
+        return F.hardtanh(x, 0.0, 6.0)
+    if isinstance(module, nn.ReLU):
+        return F.relu(x)
+    if isinstance(module, nn.Dropout):
+        return F.dropout(x, module.p, module.training)
+    return x
+
+
+def check_supported(module: nn.Module) -> None:
+    """Raise ``ValueError`` naming the first layer the relevance decoder cannot handle."""
+    for name, m in module.named_modules():
+        if hasattr(m, "lrp_forward") or isinstance(m, PASS_THROUGH):
+            continue
+        if not isinstance(m, SUPPORTED):
+            raise ValueError(f"layer {name!r} ({type(m).__name__}) has no relevance rule")
+        if isinstance(m, nn.Conv2d) and (m.padding_mode != "zeros" or isinstance(m.padding, str)):
+            raise ValueError(f"conv {name!r}: only numeric zero padding is supported")
+        if isinstance(m, nn.MaxPool2d) and (m.ceil_mode or m.return_indices or _pair(m.dilation) != (1, 1)):
+            raise ValueError(f"max-pool {name!r}: ceil_mode, dilation and return_indices are unsupported")
+        if isinstance(m, nn.AvgPool2d) and (m.ceil_mode or not m.count_include_pad or m.divisor_override):
+            raise ValueError(f"avg-pool {name!r}: only count_include_pad=True without ceil_mode is supported")
+
+
+def adaptive_output_size(module: nn.AdaptiveAvgPool2d, x: Tensor) -> tuple[int, int]:
+    """The pool's output size with ``None`` entries resolved against the input."""
+    size = module.output_size
+    size = (size, size) if isinstance(size, int) else size
+    return tuple(int(x.shape[2 + i]) if s is None else int(s) for i, s in enumerate(size))
+
+
+def lrp_forward(module: nn.Module, x: Tensor) -> tuple[Tensor, Any]:
+    """Run ``module`` on ``x``; return the output and what its relevance rule needs."""
+    if hasattr(module, "lrp_forward"):
+        return module.lrp_forward(x)
+    if isinstance(module, nn.Sequential):
+        return chain_forward(list(module), x)
+    if isinstance(module, nn.Conv2d):
+        out = F.conv2d(x, module.weight, None, module.stride, module.padding, module.dilation, module.groups)
+        y, z = _affine(out, module.bias, 2)
+        return y, (x, z)
+    if isinstance(module, nn.Linear):
+        y, z = _affine(F.linear(x, module.weight), module.bias, 0)
+        return y, (x, z)
+    if isinstance(module, nn.AdaptiveAvgPool2d):
+        y = rules.adaptive_avgpool2d(x, adaptive_output_size(module, x))
+        return y, (x, y)
+    if isinstance(module, nn.BatchNorm2d | nn.MaxPool2d | nn.AvgPool2d):
+        y = module(x)
+        return y, (x, y)
+    if isinstance(module, nn.Flatten):
+        return module(x), x
+    if isinstance(module, PASS_THROUGH):
+        return _out_of_place(module, x), None
+    raise TypeError(f"no relevance rule for {type(module).__name__}")
+
+
+def lrp_relevance(module: nn.Module, saved: Any, r: Tensor, ctx: DecoderContext) -> Tensor:
+    """Push relevance ``r`` (N, K, *out) back through ``module`` to (N, K, *in)."""
+    if hasattr(module, "lrp_relevance"):
+        return module.lrp_relevance(saved, r, ctx)
+    if isinstance(module, nn.Sequential):
+        return chain_relevance(list(module), saved, r, ctx)
+    if isinstance(module, PASS_THROUGH):
+        return r
+    if isinstance(module, nn.Flatten):
+        return r.reshape((-1, r.shape[1], *saved.shape[1:]))
+    a, y = saved
+    if isinstance(module, nn.Conv2d):
+        return rules.conv2d(
+            a, y, r, ctx.weight(module), _pair(module.stride), _pair(module.padding),
+            _pair(module.dilation), module.groups, ctx.eps,
+        )
+    if isinstance(module, nn.Linear):
+        return rules.linear(a, y, r, ctx.weight(module), ctx.eps)
+    if isinstance(module, nn.BatchNorm2d):
+        return rules.batchnorm(a, y, r, _bn_scale(module, a), ctx.eps)
+    if isinstance(module, nn.MaxPool2d):
+        return rules.maxpool2d(a, y, r, _pair(module.kernel_size), _pair(module.stride), _pair(module.padding))
+    if isinstance(module, nn.AvgPool2d):
+        return rules.avgpool2d(
+            a, y, r, _pair(module.kernel_size), _pair(module.stride), _pair(module.padding), ctx.eps
+        )
+    if isinstance(module, nn.AdaptiveAvgPool2d):
+        return rules.adaptive_avgpool2d_relevance(a, y, r, ctx.eps)
+    raise TypeError(f"no relevance rule for {type(module).__name__}")
+
+
+def chain_forward(modules: Sequence[nn.Module], x: Tensor) -> tuple[Tensor, list[Any]]:
+    """Run modules in order, collecting each one's saved activations."""
+    saved = []
+    for m in modules:
+        x, s = lrp_forward(m, x)
+        saved.append(s)
+    return x, saved
+
+
+def chain_relevance(modules: Sequence[nn.Module], saved: list[Any], r: Tensor, ctx: DecoderContext) -> Tensor:
+    """Push relevance back through modules run by :func:`chain_forward`."""
+    for m, s in zip(reversed(modules), reversed(saved), strict=True):
+        r = lrp_relevance(m, s, r, ctx)
+    return r

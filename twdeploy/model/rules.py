@@ -1,0 +1,172 @@
+"""LRP-epsilon relevance rules as pure tensor functions (method.md, section 1.1).
+
+Relevance tensors carry the class axis next to the batch axis: shape ``(N, K, *features)``.
+Saved activations have shape ``(N, *features)`` and are broadcast over K, never copied.
+Every function here is built from ONNX ops that TensorRT's parser accepts (Conv,
+ConvTranspose, MatMul, Slice, Equal, Where, arithmetic): no MaxUnpool, no pooling indices,
+no Col2Im, no data-dependent Python branches.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def stabilise(z: Tensor, eps: float) -> Tensor:
+    """``z + eps * sign(z)`` with ``sign(0) = +1`` (zennit's sign-aware stabiliser)."""
+    return z + torch.where(z >= 0, eps, -eps).to(z.dtype)
+
+
+def divide(r: Tensor, z: Tensor, eps: float) -> Tensor:
+    """``R / stab(z)`` with ``z`` broadcast over the class axis; float32 in low-precision graphs."""
+    z = z.unsqueeze(1)
+    if r.dtype in _LOW_PRECISION or z.dtype in _LOW_PRECISION:
+        return (r.float() / stabilise(z.float(), eps)).to(r.dtype)
+    return r / stabilise(z, eps)
+
+
+def fold(r: Tensor) -> Tensor:
+    """(N, K, ...) -> (N*K, ...) for the convolution ops."""
+    return r.reshape((-1, *r.shape[2:]))
+
+
+def unfold(r: Tensor, classes: int) -> Tensor:
+    """(N*K, ...) -> (N, K, ...)."""
+    return r.reshape((-1, classes, *r.shape[1:]))
+
+
+def linear(a: Tensor, z: Tensor, r: Tensor, weight: Tensor, eps: float) -> Tensor:
+    """``R_in = a * (W^T (R / stab(z)))``."""
+    return a.unsqueeze(1) * (divide(r, z, eps) @ weight.to(r.dtype))
+
+
+def conv2d(
+    a: Tensor,
+    z: Tensor,
+    r: Tensor,
+    weight: Tensor,
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    dilation: tuple[int, int],
+    groups: int,
+    eps: float,
+) -> Tensor:
+    """``R_in = a * conv_transpose2d(R / stab(z), W)`` with output padding matching ``a``."""
+    classes = r.shape[1]
+    s = fold(divide(r, z, eps))
+    output_padding = tuple(
+        int(a.shape[2 + i])
+        - ((int(z.shape[2 + i]) - 1) * stride[i] - 2 * padding[i] + dilation[i] * (weight.shape[2 + i] - 1) + 1)
+        for i in range(2)
+    )
+    c = F.conv_transpose2d(
+        s, weight.to(s.dtype), None, stride, padding, output_padding, groups, dilation
+    )
+    return a.unsqueeze(1) * unfold(c, classes)
+
+
+def batchnorm(x: Tensor, y: Tensor, r: Tensor, scale: Tensor, eps: float) -> Tensor:
+    """``R_in = (s * x / stab(y)) * R``; the factor is detached (method.md, 1.3)."""
+    sx = (x * scale.view(1, -1, 1, 1)).unsqueeze(1)
+    factor = (sx.float() / stabilise(y.unsqueeze(1).float(), eps)).to(r.dtype).detach()
+    return factor * r
+
+
+def residual(summand: Tensor, total: Tensor, r: Tensor, eps: float) -> Tensor:
+    """The share of ``R`` that goes to one summand of ``total = f(x) + s(x)``."""
+    return summand.unsqueeze(1) * divide(r, total, eps)
+
+
+def _window_offsets(kernel: tuple[int, int]) -> list[tuple[int, int]]:
+    return [(i, j) for i in range(kernel[0]) for j in range(kernel[1])]
+
+
+def maxpool2d(
+    a: Tensor,
+    y: Tensor,
+    r: Tensor,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+) -> Tensor:
+    """Winner-take-all: each output cell's relevance goes to the first max of its window.
+
+    Equals ``R * d maxpool(a) / d a`` (torch's gradient, first max in scan order on ties);
+    contributions of overlapping windows sum. Built from Slice, Equal and a grouped
+    ConvTranspose with a one-hot kernel (the scatter back to input positions).
+    """
+    channels, height, width = a.shape[1], a.shape[2], a.shape[3]
+    classes = r.shape[1]
+    h_out, w_out = y.shape[2], y.shape[3]
+    padded = F.pad(a, (padding[1], padding[1], padding[0], padding[0]), value=float("-inf"))
+    taken = torch.zeros_like(y, dtype=torch.bool)
+    wins = []
+    for i, j in _window_offsets(kernel):
+        window = padded[:, :, i : i + stride[0] * (h_out - 1) + 1 : stride[0], j : j + stride[1] * (w_out - 1) + 1 : stride[1]]
+        won = (window == y) & ~taken
+        taken = taken | won
+        wins.append(won)
+    cells = kernel[0] * kernel[1]
+    winners = torch.stack(wins, dim=2).to(r.dtype).unsqueeze(1)
+    stacked = (r.unsqueeze(3) * winners).reshape(-1, channels * cells, h_out, w_out)
+    one_hot = torch.eye(cells, dtype=r.dtype, device=r.device).reshape(cells, 1, *kernel)
+    scatter = one_hot.repeat(channels, 1, 1, 1)
+    hp, wp = height + 2 * padding[0], width + 2 * padding[1]
+    output_padding = (
+        hp - ((h_out - 1) * stride[0] + kernel[0]),
+        wp - ((w_out - 1) * stride[1] + kernel[1]),
+    )
+    placed = F.conv_transpose2d(stacked, scatter, None, stride, 0, output_padding, channels)
+    placed = placed[:, :, padding[0] : padding[0] + height, padding[1] : padding[1] + width]
+    return unfold(placed, classes)
+
+
+def pooling_matrix(size_in: int, size_out: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """(size_out, size_in) averaging matrix of torch's adaptive average pooling windows."""
+    rows = []
+    for o in range(size_out):
+        start = (o * size_in) // size_out
+        end = -((-(o + 1) * size_in) // size_out)
+        row = [0.0] * size_in
+        for k in range(start, end):
+            row[k] = 1.0 / (end - start)
+        rows.append(row)
+    return torch.tensor(rows, dtype=dtype, device=device)
+
+
+def adaptive_avgpool2d(x: Tensor, output_size: tuple[int, int]) -> Tensor:
+    """Adaptive average pooling as ``P_h x P_w^T``: exact for any sizes, exports as MatMul."""
+    ph = pooling_matrix(int(x.shape[2]), output_size[0], x.dtype, x.device)
+    pw = pooling_matrix(int(x.shape[3]), output_size[1], x.dtype, x.device)
+    return ph @ x @ pw.T
+
+
+def adaptive_avgpool2d_relevance(a: Tensor, y: Tensor, r: Tensor, eps: float) -> Tensor:
+    """Epsilon rule on the pool as a linear map: ``R_in = a * P_h^T (R / stab(y)) P_w``."""
+    ph = pooling_matrix(int(a.shape[2]), int(y.shape[2]), r.dtype, r.device)
+    pw = pooling_matrix(int(a.shape[3]), int(y.shape[3]), r.dtype, r.device)
+    return a.unsqueeze(1) * (ph.T @ divide(r, y, eps) @ pw)
+
+
+def avgpool2d(
+    a: Tensor,
+    y: Tensor,
+    r: Tensor,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    eps: float,
+) -> Tensor:
+    """Epsilon rule for ``AvgPool2d`` (count_include_pad): a grouped uniform ConvTranspose."""
+    classes, channels = r.shape[1], a.shape[1]
+    s = fold(divide(r, y, eps))
+    uniform = torch.full((channels, 1, *kernel), 1.0 / (kernel[0] * kernel[1]), dtype=s.dtype, device=s.device)
+    output_padding = tuple(
+        int(a.shape[2 + i]) - ((int(y.shape[2 + i]) - 1) * stride[i] - 2 * padding[i] + kernel[i]) for i in range(2)
+    )
+    c = F.conv_transpose2d(s, uniform, None, stride, padding, output_padding, channels)
+    return a.unsqueeze(1) * unfold(c, classes)

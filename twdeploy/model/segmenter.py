@@ -1,0 +1,130 @@
+"""The segmenter: a classifier plus its tied-weight LRP decoder; class heatmaps are the logits.
+
+All selected classes go through **one** decoder pass: the class axis is folded into the
+batch axis of the relevance tensors (optionally in chunks of ``class_chunk`` classes, which
+bounds memory and gives the same result).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from twdeploy.model.backbones import ChainNet, build_backbone
+from twdeploy.model.lrp import DecoderContext, check_supported
+
+
+@dataclass(frozen=True)
+class ClassSelection:
+    """Which classes get a heatmap: all (default), fixed ids, or background + top-k by logit."""
+
+    ids: tuple[int, ...] | None = None
+    topk: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.ids is not None and self.topk is not None:
+            raise ValueError("choose either fixed class ids or top-k, not both")
+        if self.topk is not None and self.topk < 1:
+            raise ValueError("topk must be at least 1")
+
+    @property
+    def mode(self) -> str:
+        """``all``, ``ids`` or ``topk``."""
+        return "ids" if self.ids is not None else "topk" if self.topk is not None else "all"
+
+    def count(self, num_classes: int) -> int:
+        """How many heatmaps one image gets."""
+        if self.ids is not None:
+            return len(self.ids)
+        return min(self.topk + 1, num_classes) if self.topk is not None else num_classes
+
+
+class Segmenter(nn.Module):
+    """Encoder (a classifier) + its LRP decoder.
+
+    ``forward(images)`` returns ``(logits, heatmaps)`` with heatmaps ``(N, K', H, W)``; when
+    the selection is not ``all`` it returns ``(logits, heatmaps, class_ids)`` where
+    ``class_ids (N, K')`` names the class of each heatmap.
+    """
+
+    def __init__(
+        self,
+        arch: str | ChainNet = "resnet50",
+        num_classes: int = 21,
+        in_channels: int = 3,
+        eps: float = 1e-6,
+        classes: Sequence[int] | None = None,
+        topk: int | None = None,
+        class_chunk: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.encoder = build_backbone(arch, num_classes, in_channels) if isinstance(arch, str) else arch
+        check_supported(self.encoder)
+        self.arch = arch if isinstance(arch, str) else type(arch).__name__
+        self.num_classes = num_classes
+        self.eps = eps
+        self.selection = ClassSelection(tuple(classes) if classes is not None else None, topk)
+        if self.selection.ids is not None and not all(0 <= c < num_classes for c in self.selection.ids):
+            raise ValueError(f"class ids must lie in [0, {num_classes})")
+        if class_chunk is not None and class_chunk < 1:
+            raise ValueError("class_chunk must be at least 1")
+        self.class_chunk = class_chunk
+
+    @property
+    def output_names(self) -> list[str]:
+        """Names of ``forward``'s outputs, in order."""
+        names = ["logits", "heatmaps"]
+        return names if self.selection.mode == "all" else [*names, "class_ids"]
+
+    def encode(self, images: Tensor) -> tuple[Tensor, Any]:
+        """Classifier forward: logits and the saved activations the decoder needs."""
+        return self.encoder.lrp_forward(images)
+
+    def start_relevance(self, logits: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Top-layer relevance ``z_c * e_c`` for each selected class: ``(N, K', K)``, ids."""
+        k = self.num_classes
+        if self.selection.mode == "all":
+            return torch.eye(k, dtype=logits.dtype, device=logits.device) * logits.unsqueeze(1), None
+        if self.selection.mode == "ids":
+            ids = torch.tensor(self.selection.ids, device=logits.device)
+            class_ids = torch.zeros_like(logits[:, : len(self.selection.ids)], dtype=torch.long) + ids
+        else:
+            top = torch.topk(logits[:, 1:], self.selection.count(k) - 1, dim=1).indices + 1
+            class_ids = torch.cat([torch.zeros_like(top[:, :1]), top], dim=1)
+        one_hot = (class_ids.unsqueeze(-1) == torch.arange(k, device=logits.device)).to(logits.dtype)
+        return one_hot * logits.unsqueeze(1), class_ids
+
+    def decode(self, saved: Any, r_top: Tensor, weights: Mapping[nn.Module, Tensor] | None = None) -> Tensor:
+        """Heatmaps ``(N, K', H, W)``: input relevance summed over channels, chunked over K'."""
+        ctx = DecoderContext(self.eps, weights or {})
+        count = r_top.shape[1]
+        chunk = self.class_chunk or count
+        parts = [
+            self.encoder.lrp_relevance(saved, r_top[:, start : start + chunk], ctx).sum(dim=2)
+            for start in range(0, count, chunk)
+        ]
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+
+    def forward(self, images: Tensor) -> tuple[Tensor, ...]:
+        logits, saved = self.encode(images)
+        r_top, class_ids = self.start_relevance(logits)
+        heatmaps = self.decode(saved, r_top)
+        return (logits, heatmaps) if class_ids is None else (logits, heatmaps, class_ids)
+
+    @torch.no_grad()
+    def predict_masks(self, images: Tensor) -> Tensor:
+        """Class-id masks ``(N, H, W)``: argmax over the heatmaps, mapped back to class ids."""
+        outputs = self.forward(images)
+        return masks_from_heatmaps(outputs[1], outputs[2] if len(outputs) == 3 else None)
+
+
+def masks_from_heatmaps(heatmaps: Tensor, class_ids: Tensor | None = None) -> Tensor:
+    """``argmax_c h_c``; with ``class_ids (N, K')`` the index is mapped to the class id."""
+    index = heatmaps.argmax(dim=1)
+    if class_ids is None:
+        return index
+    return class_ids.gather(1, index.flatten(1)).view_as(index)
