@@ -149,7 +149,26 @@ class ResNet(ChainNet):
         return [self.conv1, self.bn1, self.relu, self.maxpool, *stages, self.avgpool, self.flatten, self.fc]
 
 
-VGG16_CONFIG: list[int | str] = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
+VGG16_CONFIG: list[int | str] = [
+    64,
+    64,
+    "M",
+    128,
+    128,
+    "M",
+    256,
+    256,
+    256,
+    "M",
+    512,
+    512,
+    512,
+    "M",
+    512,
+    512,
+    512,
+    "M",
+]
 
 
 class VGG(ChainNet):

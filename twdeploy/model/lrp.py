@@ -9,7 +9,7 @@ training, inference and export. Containers (blocks, whole backbones) take part b
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,22 +53,23 @@ def _pair(value: int | Sequence[int]) -> tuple[int, int]:
     return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
 
 
-def _affine(out: Tensor, bias: Tensor | None, dims: int) -> tuple[Tensor, Tensor]:
-    """Add the bias; also return ``z`` with the bias detached (method.md 1.3)."""
-    if bias is None:
-        return out, out
-    shape = (1, -1) + (1,) * dims
-    y = out + bias.view(shape)
-    z = out + bias.detach().view(shape) if bias.requires_grad and torch.is_grad_enabled() else y
-    return y, z
+def _affine(op: Callable[..., Tensor], x: Tensor, module: nn.Conv2d | nn.Linear) -> tuple[Tensor, Tensor]:
+    """Output ``y`` of a conv/linear layer and ``z``, the same with the bias detached (method.md 1.3)."""
+    bias = module.bias
+    if bias is None or not (bias.requires_grad and torch.is_grad_enabled()):
+        y = op(x, module.weight, bias)
+        return y, y
+    out = op(x, module.weight, None)
+    shape = (1, -1) + (1,) * (out.dim() - 2)
+    return out + bias.view(shape), out + bias.detach().view(shape)
 
 
 def _bn_scale(bn: nn.BatchNorm2d, x: Tensor) -> Tensor:
     """The per-channel factor ``s`` of ``y = s*x + t`` with the statistics the forward used."""
     batch_stats = bn.training or bn.running_var is None
     var = x.var(dim=(0, 2, 3), unbiased=False) if batch_stats else bn.running_var
-    scale = torch.rsqrt(var.to(x.dtype) + bn.eps)
-    return scale * bn.weight.to(x.dtype) if bn.weight is not None else scale
+    scale = torch.rsqrt(rules.cast(var, x.dtype) + bn.eps)
+    return scale * rules.cast(bn.weight, x.dtype) if bn.weight is not None else scale
 
 
 def _out_of_place(module: nn.Module, x: Tensor) -> Tensor:
@@ -111,11 +112,10 @@ def lrp_forward(module: nn.Module, x: Tensor) -> tuple[Tensor, Any]:
     if isinstance(module, nn.Sequential):
         return chain_forward(list(module), x)
     if isinstance(module, nn.Conv2d):
-        out = F.conv2d(x, module.weight, None, module.stride, module.padding, module.dilation, module.groups)
-        y, z = _affine(out, module.bias, 2)
+        y, z = _affine(module._conv_forward, x, module)
         return y, (x, z)
     if isinstance(module, nn.Linear):
-        y, z = _affine(F.linear(x, module.weight), module.bias, 0)
+        y, z = _affine(F.linear, x, module)
         return y, (x, z)
     if isinstance(module, nn.AdaptiveAvgPool2d):
         y = rules.adaptive_avgpool2d(x, adaptive_output_size(module, x))
@@ -139,19 +139,28 @@ def lrp_relevance(module: nn.Module, saved: Any, r: Tensor, ctx: DecoderContext)
     if isinstance(module, PASS_THROUGH):
         return r
     if isinstance(module, nn.Flatten):
-        return r.reshape((-1, r.shape[1], *saved.shape[1:]))
+        return r.reshape((-1, int(r.shape[1]), *rules.static_shape(saved)))
     a, y = saved
     if isinstance(module, nn.Conv2d):
         return rules.conv2d(
-            a, y, r, ctx.weight(module), _pair(module.stride), _pair(module.padding),
-            _pair(module.dilation), module.groups, ctx.eps,
+            a,
+            y,
+            r,
+            ctx.weight(module),
+            _pair(module.stride),
+            _pair(module.padding),
+            _pair(module.dilation),
+            module.groups,
+            ctx.eps,
         )
     if isinstance(module, nn.Linear):
         return rules.linear(a, y, r, ctx.weight(module), ctx.eps)
     if isinstance(module, nn.BatchNorm2d):
         return rules.batchnorm(a, y, r, _bn_scale(module, a), ctx.eps)
     if isinstance(module, nn.MaxPool2d):
-        return rules.maxpool2d(a, y, r, _pair(module.kernel_size), _pair(module.stride), _pair(module.padding))
+        return rules.maxpool2d(
+            a, y, r, _pair(module.kernel_size), _pair(module.stride), _pair(module.padding)
+        )
     if isinstance(module, nn.AvgPool2d):
         return rules.avgpool2d(
             a, y, r, _pair(module.kernel_size), _pair(module.stride), _pair(module.padding), ctx.eps

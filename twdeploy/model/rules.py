@@ -16,32 +16,44 @@ from torch import Tensor
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
+def cast(t: Tensor, dtype: torch.dtype) -> Tensor:
+    """``t`` in ``dtype``; no op (and no Cast node in a traced graph) when it already is."""
+    return t if t.dtype == dtype else t.to(dtype)
+
+
 def stabilise(z: Tensor, eps: float) -> Tensor:
     """``z + eps * sign(z)`` with ``sign(0) = +1`` (zennit's sign-aware stabiliser)."""
-    return z + torch.where(z >= 0, eps, -eps).to(z.dtype)
+    return z + (cast(z >= 0, z.dtype) * 2 - 1) * eps
+
+
+def precise(t: Tensor) -> Tensor:
+    """Half and bfloat16 tensors in float32: divisions in the relevance path stay float32."""
+    return cast(t, torch.float32) if t.dtype in _LOW_PRECISION else t
 
 
 def divide(r: Tensor, z: Tensor, eps: float) -> Tensor:
-    """``R / stab(z)`` with ``z`` broadcast over the class axis; float32 in low-precision graphs."""
-    z = z.unsqueeze(1)
-    if r.dtype in _LOW_PRECISION or z.dtype in _LOW_PRECISION:
-        return (r.float() / stabilise(z.float(), eps)).to(r.dtype)
-    return r / stabilise(z, eps)
+    """``R / stab(z)`` with ``z`` broadcast over the class axis, computed in ``precise`` dtype."""
+    return cast(precise(r) / stabilise(precise(z.unsqueeze(1)), eps), r.dtype)
+
+
+def static_shape(t: Tensor, start: int = 1) -> tuple[int, ...]:
+    """Non-batch dims as Python ints, so traced graphs keep them as constants."""
+    return tuple(int(d) for d in t.shape[start:])
 
 
 def fold(r: Tensor) -> Tensor:
     """(N, K, ...) -> (N*K, ...) for the convolution ops."""
-    return r.reshape((-1, *r.shape[2:]))
+    return r.reshape((-1, *static_shape(r, 2)))
 
 
 def unfold(r: Tensor, classes: int) -> Tensor:
     """(N*K, ...) -> (N, K, ...)."""
-    return r.reshape((-1, classes, *r.shape[1:]))
+    return r.reshape((-1, classes, *static_shape(r)))
 
 
 def linear(a: Tensor, z: Tensor, r: Tensor, weight: Tensor, eps: float) -> Tensor:
     """``R_in = a * (W^T (R / stab(z)))``."""
-    return a.unsqueeze(1) * (divide(r, z, eps) @ weight.to(r.dtype))
+    return a.unsqueeze(1) * (divide(r, z, eps) @ cast(weight, r.dtype))
 
 
 def conv2d(
@@ -56,24 +68,27 @@ def conv2d(
     eps: float,
 ) -> Tensor:
     """``R_in = a * conv_transpose2d(R / stab(z), W)`` with output padding matching ``a``."""
-    classes = r.shape[1]
+    classes = int(r.shape[1])
     s = fold(divide(r, z, eps))
     output_padding = tuple(
         int(a.shape[2 + i])
-        - ((int(z.shape[2 + i]) - 1) * stride[i] - 2 * padding[i] + dilation[i] * (weight.shape[2 + i] - 1) + 1)
+        - (
+            (int(z.shape[2 + i]) - 1) * stride[i]
+            - 2 * padding[i]
+            + dilation[i] * (weight.shape[2 + i] - 1)
+            + 1
+        )
         for i in range(2)
     )
-    c = F.conv_transpose2d(
-        s, weight.to(s.dtype), None, stride, padding, output_padding, groups, dilation
-    )
+    c = F.conv_transpose2d(s, cast(weight, s.dtype), None, stride, padding, output_padding, groups, dilation)
     return a.unsqueeze(1) * unfold(c, classes)
 
 
 def batchnorm(x: Tensor, y: Tensor, r: Tensor, scale: Tensor, eps: float) -> Tensor:
     """``R_in = (s * x / stab(y)) * R``; the factor is detached (method.md, 1.3)."""
     sx = (x * scale.view(1, -1, 1, 1)).unsqueeze(1)
-    factor = (sx.float() / stabilise(y.unsqueeze(1).float(), eps)).to(r.dtype).detach()
-    return factor * r
+    factor = cast(precise(sx) / stabilise(precise(y.unsqueeze(1)), eps), r.dtype)
+    return factor.detach() * r
 
 
 def residual(summand: Tensor, total: Tensor, r: Tensor, eps: float) -> Tensor:
@@ -99,19 +114,24 @@ def maxpool2d(
     contributions of overlapping windows sum. Built from Slice, Equal and a grouped
     ConvTranspose with a one-hot kernel (the scatter back to input positions).
     """
-    channels, height, width = a.shape[1], a.shape[2], a.shape[3]
-    classes = r.shape[1]
-    h_out, w_out = y.shape[2], y.shape[3]
+    channels, height, width = static_shape(a)
+    classes = int(r.shape[1])
+    h_out, w_out = static_shape(y, 2)
     padded = F.pad(a, (padding[1], padding[1], padding[0], padding[0]), value=float("-inf"))
     taken = torch.zeros_like(y, dtype=torch.bool)
     wins = []
     for i, j in _window_offsets(kernel):
-        window = padded[:, :, i : i + stride[0] * (h_out - 1) + 1 : stride[0], j : j + stride[1] * (w_out - 1) + 1 : stride[1]]
+        window = padded[
+            :,
+            :,
+            i : i + stride[0] * (h_out - 1) + 1 : stride[0],
+            j : j + stride[1] * (w_out - 1) + 1 : stride[1],
+        ]
         won = (window == y) & ~taken
         taken = taken | won
         wins.append(won)
     cells = kernel[0] * kernel[1]
-    winners = torch.stack(wins, dim=2).to(r.dtype).unsqueeze(1)
+    winners = cast(torch.stack(wins, dim=2), r.dtype).unsqueeze(1)
     stacked = (r.unsqueeze(3) * winners).reshape(-1, channels * cells, h_out, w_out)
     one_hot = torch.eye(cells, dtype=r.dtype, device=r.device).reshape(cells, 1, *kernel)
     scatter = one_hot.repeat(channels, 1, 1, 1)
@@ -162,11 +182,14 @@ def avgpool2d(
     eps: float,
 ) -> Tensor:
     """Epsilon rule for ``AvgPool2d`` (count_include_pad): a grouped uniform ConvTranspose."""
-    classes, channels = r.shape[1], a.shape[1]
+    classes, channels = int(r.shape[1]), int(a.shape[1])
     s = fold(divide(r, y, eps))
-    uniform = torch.full((channels, 1, *kernel), 1.0 / (kernel[0] * kernel[1]), dtype=s.dtype, device=s.device)
+    uniform = torch.full(
+        (channels, 1, *kernel), 1.0 / (kernel[0] * kernel[1]), dtype=s.dtype, device=s.device
+    )
     output_padding = tuple(
-        int(a.shape[2 + i]) - ((int(y.shape[2 + i]) - 1) * stride[i] - 2 * padding[i] + kernel[i]) for i in range(2)
+        int(a.shape[2 + i]) - ((int(y.shape[2 + i]) - 1) * stride[i] - 2 * padding[i] + kernel[i])
+        for i in range(2)
     )
     c = F.conv_transpose2d(s, uniform, None, stride, padding, output_padding, channels)
     return a.unsqueeze(1) * unfold(c, classes)

@@ -101,7 +101,7 @@ class Segmenter(nn.Module):
     def decode(self, saved: Any, r_top: Tensor, weights: Mapping[nn.Module, Tensor] | None = None) -> Tensor:
         """Heatmaps ``(N, K', H, W)``: input relevance summed over channels, chunked over K'."""
         ctx = DecoderContext(self.eps, weights or {})
-        count = r_top.shape[1]
+        count = int(r_top.shape[1])
         chunk = self.class_chunk or count
         parts = [
             self.encoder.lrp_relevance(saved, r_top[:, start : start + chunk], ctx).sum(dim=2)
