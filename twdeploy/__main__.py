@@ -1,0 +1,5 @@
+"""``python -m twdeploy``."""
+
+from twdeploy.cli.app import main
+
+main()

@@ -1,0 +1,81 @@
+"""The model card: everything needed to rebuild a segmenter and feed it, stored with every artefact.
+
+Checkpoints, ONNX files (``metadata_props``) and TensorRT engines (a sidecar JSON) all carry
+the same card, so ``segment`` and ``export`` need no extra flags.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from twdeploy.model.segmenter import Segmenter
+
+CARD_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """Architecture, classes, input geometry, preprocessing and class selection of a model."""
+
+    arch: str
+    class_names: tuple[str, ...]
+    image_size: tuple[int, int] = (256, 256)
+    in_channels: int = 3
+    normalization: dict[str, Any] = field(default_factory=lambda: {"mode": "unit"})
+    eps: float = 1e-6
+    classes: tuple[int, ...] | None = None
+    topk: int | None = None
+    version: int = CARD_VERSION
+
+    @property
+    def num_classes(self) -> int:
+        """Class count, background included."""
+        return len(self.class_names)
+
+    @property
+    def selection(self) -> str:
+        """``all``, ``ids`` or ``topk``."""
+        return "ids" if self.classes is not None else "topk" if self.topk is not None else "all"
+
+    def with_selection(self, classes: tuple[int, ...] | None = None, topk: int | None = None) -> ModelCard:
+        """The same model with another class selection (an export choice)."""
+        return replace(self, classes=classes, topk=topk)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-compatible dict."""
+        return asdict(self)
+
+    def to_json(self) -> str:
+        """Compact JSON text."""
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelCard:
+        """Inverse of :meth:`to_dict`; raises ``ValueError`` on an unknown card version."""
+        if data.get("version", CARD_VERSION) > CARD_VERSION:
+            raise ValueError(f"model card version {data['version']} is newer than this twdeploy understands")
+        known = {f for f in cls.__dataclass_fields__}
+        values = {k: v for k, v in data.items() if k in known}
+        for key in ("class_names", "image_size", "classes"):
+            if values.get(key) is not None:
+                values[key] = tuple(values[key])
+        return cls(**values)
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelCard:
+        """Inverse of :meth:`to_json`."""
+        return cls.from_dict(json.loads(text))
+
+    def build(self, class_chunk: int | None = None) -> Segmenter:
+        """A freshly initialised segmenter of this architecture and class selection."""
+        return Segmenter(
+            self.arch,
+            num_classes=self.num_classes,
+            in_channels=self.in_channels,
+            eps=self.eps,
+            classes=self.classes,
+            topk=self.topk,
+            class_chunk=class_chunk,
+        )
