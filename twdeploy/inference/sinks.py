@@ -1,0 +1,245 @@
+"""Write segmentation results into a run folder: masks, overlays, heatmaps, videos, results.jsonl.
+
+Layout of an output folder (`runs/segment/<n>/` by default)::
+
+    masks/<name>.png                palette PNG at the original size; pixel values are class ids
+    overlays/<name>.jpg             mask blended over the image, with a legend
+    heatmaps/<name>/<id>_<cls>.png  one diverging heatmap per class (blue < 0 < red)
+    videos/<stem>.mp4               annotated video per video / stream source
+    results.jsonl                   one JSON object per image / frame
+
+Every file appears atomically (temp file in the same folder, then os.replace); the JSONL is
+appended and flushed line by line.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import tempfile
+from collections.abc import Collection, Sequence
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from twdeploy.errors import TwdeployError
+from twdeploy.inference.render import PALETTE_RGB, class_name, colorize_heatmap, overlay, resize_heatmaps
+from twdeploy.inference.sources import Frame
+
+SAVE_ITEMS = frozenset({"mask", "overlay", "heatmaps", "video", "json"})
+DEFAULT_VIDEO_FPS = 30.0
+
+
+def default_save(source_kind: str) -> frozenset[str]:
+    """What to save by default: per-image files for images, an annotated video for videos/streams."""
+    if source_kind == "image":
+        return frozenset({"mask", "overlay", "json"})
+    if source_kind in ("video", "stream"):
+        return frozenset({"video", "json"})
+    return frozenset({"mask", "overlay", "video", "json"})
+
+
+def next_run_dir(base: str | Path = "runs/segment") -> Path:
+    """Create and return `base/<n>` with n one more than the largest existing number (from 1)."""
+    base = Path(base)
+    base.mkdir(parents=True, exist_ok=True)
+    n = max((int(p.name) for p in base.iterdir() if p.name.isdigit()), default=0) + 1
+    while True:
+        try:
+            (base / str(n)).mkdir()
+            return base / str(n)
+        except FileExistsError:  # another run took it meanwhile
+            n += 1
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` via a temp file in the same folder and os.replace."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def encode_palette_png(mask: np.ndarray) -> bytes:
+    """Class-id mask (H, W), ids 0..255 -> palette ('P') PNG bytes whose pixel values are the ids."""
+    if mask.min(initial=0) < 0 or mask.max(initial=0) > 255:
+        raise ValueError("palette PNG masks hold class ids 0..255 only")
+    image = Image.fromarray(mask.astype(np.uint8))
+    image.putpalette(PALETTE_RGB.tobytes())
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", optimize=False)
+    return buf.getvalue()
+
+
+def encode_image(image: np.ndarray, suffix: str) -> bytes:
+    """BGR image -> encoded bytes for `suffix` ('.jpg', '.png', ...)."""
+    params = [cv2.IMWRITE_JPEG_QUALITY, 95] if suffix in (".jpg", ".jpeg") else []
+    ok, buf = cv2.imencode(suffix, image, params)
+    if not ok:
+        raise ValueError(f"OpenCV cannot encode '{suffix}' images")
+    return buf.tobytes()
+
+
+def _safe_rel(name: str) -> PurePosixPath:
+    """An output-relative path for `name` that cannot escape the output folder."""
+    parts = [re.sub(r"[^\w.\- ]+", "_", p) for p in PurePosixPath(name).parts if p not in ("/", ".", "..")]
+    return PurePosixPath(*parts) if parts else PurePosixPath("unnamed")
+
+
+class _VideoSink:
+    """An annotated video written to a temp file and moved into place on close."""
+
+    def __init__(self, path: Path, fps: float, size: tuple[int, int]) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.size = size
+        self.tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+        self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (size[1], size[0]))
+        if not self.writer.isOpened():
+            raise TwdeployError(f"{path}: OpenCV cannot write mp4v video here: check the folder is writable")
+
+    def write(self, image: np.ndarray) -> None:
+        if image.shape[:2] != self.size:
+            image = cv2.resize(image, (self.size[1], self.size[0]), interpolation=cv2.INTER_AREA)
+        self.writer.write(image)
+
+    def close(self) -> None:
+        self.writer.release()
+        os.replace(self.tmp, self.path)
+
+
+class SegmentWriter:
+    """Saves what `save` names for each segmented frame into `out_dir`.
+
+    `classes` restricts what is drawn (overlays, videos, heatmaps); the mask PNG and the
+    JSON always hold every class. Use as a context manager or call close() at the end.
+    """
+
+    def __init__(
+        self,
+        out_dir: str | Path,
+        names: Sequence[str] | None = None,
+        save: Collection[str] = ("mask", "overlay", "json"),
+        classes: Collection[int] | None = None,
+        alpha: float = 0.5,
+        overlay_suffix: str = ".jpg",
+        heatmap_limit: float | None = None,
+    ) -> None:
+        unknown = set(save) - SAVE_ITEMS
+        if unknown:
+            known = ",".join(sorted(SAVE_ITEMS))
+            raise TwdeployError(f"--save {','.join(sorted(unknown))}: unknown item: choose from {known}")
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.names, self.save, self.alpha = names, frozenset(save), alpha
+        self.classes = None if classes is None else frozenset(classes)
+        self.overlay_suffix, self.heatmap_limit = overlay_suffix, heatmap_limit
+        self.count = 0
+        self._video: tuple[str, _VideoSink] | None = None
+        self._jsonl = (self.out_dir / "results.jsonl").open("a", encoding="utf-8") if "json" in save else None
+
+    def write(
+        self,
+        frame: Frame,
+        mask: np.ndarray,
+        heatmaps: np.ndarray | None = None,
+        class_ids: Sequence[int] = (),
+        timings: dict[str, float] | None = None,
+    ) -> dict[str, Any]:
+        """Save one frame's results; `mask` is (H0, W0) at the original size, `heatmaps[i]` is class_ids[i].
+
+        Returns the JSON record (also written to results.jsonl when 'json' is saved).
+        """
+        if mask.shape != frame.size:
+            raise ValueError(f"{frame.name}: mask {mask.shape} is not at the original size {frame.size}")
+        rel = _safe_rel(frame.name)
+        if "mask" in self.save:
+            atomic_write_bytes(self._path("masks", rel, ".png"), encode_palette_png(mask))
+        wants_video = "video" in self.save and frame.kind in ("video", "stream")
+        if "overlay" in self.save or wants_video:
+            shown = overlay(frame.image, mask, self.alpha, self.names, self.classes)
+            if "overlay" in self.save:
+                suffix = self.overlay_suffix
+                atomic_write_bytes(self._path("overlays", rel, suffix), encode_image(shown, suffix))
+            if wants_video:
+                self._video_for(frame).write(shown)
+        if "heatmaps" in self.save and heatmaps is not None:
+            self._write_heatmaps(frame, rel, heatmaps, class_ids)
+        record = self._record(frame, mask, timings or {})
+        if self._jsonl is not None:
+            self._jsonl.write(json.dumps(record) + "\n")
+            self._jsonl.flush()
+        self.count += 1
+        return record
+
+    def close(self) -> None:
+        """Finish the open video and the JSONL file (idempotent)."""
+        if self._video is not None:
+            self._video[1].close()
+            self._video = None
+        if self._jsonl is not None:
+            self._jsonl.close()
+            self._jsonl = None
+
+    def __enter__(self) -> SegmentWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _path(self, folder: str, rel: PurePosixPath, suffix: str) -> Path:
+        return self.out_dir / folder / f"{rel}{suffix}"
+
+    def _video_for(self, frame: Frame) -> _VideoSink:
+        """The video sink for frame.source; sources come one after another, so the previous one ends."""
+        if self._video is not None and self._video[0] != frame.source:
+            self._video[1].close()
+            self._video = None
+        if self._video is None:
+            stem = _safe_rel(re.sub(r"_\d{6}(_\d+)?$", "", frame.name))
+            sink = _VideoSink(self._path("videos", stem, ".mp4"), frame.fps or DEFAULT_VIDEO_FPS, frame.size)
+            self._video = (frame.source, sink)
+        return self._video[1]
+
+    def _write_heatmaps(self, frame: Frame, rel: PurePosixPath, heatmaps: np.ndarray, class_ids: Sequence[int]) -> None:
+        if len(class_ids) != len(heatmaps):
+            raise ValueError(f"{len(heatmaps)} heatmaps but {len(class_ids)} class ids")
+        full = resize_heatmaps(heatmaps, frame.size)
+        for cid, heatmap in zip(class_ids, full, strict=True):
+            if self.classes is not None and cid not in self.classes:
+                continue
+            label = f"{cid}" if self.names is None else f"{cid}_{_safe_rel(class_name(cid, self.names)).name}"
+            png = encode_image(colorize_heatmap(heatmap, self.heatmap_limit), ".png")
+            atomic_write_bytes(self.out_dir / "heatmaps" / rel / f"{label}.png", png)
+
+    def _record(self, frame: Frame, mask: np.ndarray, timings: dict[str, float]) -> dict[str, Any]:
+        counts = np.bincount(mask.ravel().astype(np.int64))
+        total = mask.size
+        present = [
+            {"id": int(c), "name": class_name(int(c), self.names), "fraction": round(int(n) / total, 6)}
+            for c, n in enumerate(counts)
+            if n
+        ]
+        return {
+            "name": frame.name,
+            "source": frame.source,
+            "kind": frame.kind,
+            "frame_index": frame.frame_index,
+            "width": frame.size[1],
+            "height": frame.size[0],
+            "classes": present,
+            "timings_ms": {
+                "decode": round(frame.decode_ms, 3),
+                **{k: round(v, 3) for k, v in timings.items()},
+            },
+        }
