@@ -1,0 +1,146 @@
+"""ONNX export of every backbone family: ONNX Runtime parity with torch, lint, metadata, selections."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from twdeploy.errors import TwdeployError
+from twdeploy.export import compare
+from twdeploy.export.inputs import sample_images
+from twdeploy.export.lint import lint_model
+from twdeploy.export.onnx import read_card, read_metadata, save_onnx, to_onnx
+from twdeploy.export.verify import ort_runner, reference, torch_runner, verify_against
+from twdeploy.model.card import ModelCard
+
+FORBIDDEN = {"MaxUnpool", "Col2Im", "ScatterND"}
+
+
+def _card(arch: str, size: int, classes: int = 4) -> ModelCard:
+    return ModelCard(arch, tuple(f"c{i}" for i in range(classes)), image_size=(size, size))
+
+
+def _export(tmp_path, card: ModelCard, half: bool = False):
+    torch.manual_seed(0)
+    model = card.build().eval()
+    proto = to_onnx(model, card, half=half)
+    path = tmp_path / "model.onnx"
+    save_onnx(proto, path)
+    return model, proto, path
+
+
+def _parity(model, path, card: ModelCard, tol: compare.Tolerance, count: int = 2):
+    images, _ = sample_images(card, count)
+    ref = reference("torch", torch_runner(model), images, count)
+    return verify_against("onnxruntime", ort_runner(path), ref, images, count, tol)
+
+
+@pytest.mark.parametrize(
+    ("arch", "size", "selection"),
+    [
+        ("vgg_mini", 64, {}),
+        ("resnet_mini", 64, {"topk": 2}),
+        ("vgg_mini", 64, {"classes": (0, 3)}),
+        ("resnet18", 32, {"topk": 1}),
+        ("resnet34", 32, {"topk": 1}),
+        pytest.param("resnet50", 32, {"topk": 1}, marks=pytest.mark.slow),
+        pytest.param("resnet101", 32, {"topk": 1}, marks=pytest.mark.slow),
+    ],
+)
+def test_export_matches_torch_and_passes_lint(tmp_path, arch, size, selection):
+    card = _card(arch, size).with_selection(**selection)
+    model, proto, path = _export(tmp_path, card)
+    ops = {n.op_type for n in proto.graph.node}
+    assert not ops & FORBIDDEN
+    assert not [n for n in proto.graph.node if n.op_type == "MaxPool" and len([o for o in n.output if o]) > 1]
+    assert lint_model(path) == []
+    verification, outputs = _parity(model, path, card, compare.FP32)
+    assert verification.passed, verification.checks
+    assert verification.metrics["logits_max_rel"] <= 1e-4
+    assert [o.name for o in proto.graph.output] == model.output_names
+    count = model.selection.count(card.num_classes)
+    assert outputs["heatmaps"].shape == (2, count, size, size)
+    if "classes" in selection:
+        np.testing.assert_array_equal(outputs["class_ids"], [[0, 3], [0, 3]])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ["vgg16", "vgg16_bn"])
+def test_vgg16_export_matches_torch(tmp_path, arch):
+    card = _card(arch, 64, classes=3).with_selection(topk=1)
+    model, _, path = _export(tmp_path, card)
+    assert lint_model(path) == []
+    verification, _ = _parity(model, path, card, compare.FP32)
+    assert verification.passed, verification.checks
+
+
+def test_batch_axis_is_dynamic_and_size_static(tmp_path):
+    card = _card("resnet_mini", 64)
+    model, proto, path = _export(tmp_path, card)
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    assert dims[0].dim_param == "batch" and [d.dim_value for d in dims[1:]] == [3, 64, 64]
+    for batch in (1, 3):
+        _, outputs = _parity(model, path, card, compare.FP32, count=batch)
+        assert outputs["logits"].shape == (batch, 4)
+
+
+def test_metadata_round_trip(tmp_path):
+    card = _card("vgg_mini", 64).with_selection(topk=2)
+    _, _, path = _export(tmp_path, card)
+    assert read_card(path) == card
+    meta = read_metadata(path)
+    assert meta["twdeploy.arch"] == "vgg_mini"
+    assert meta["twdeploy.input_size"] == "[64, 64]"
+    assert '"mode": "unit"' in meta["twdeploy.preprocessing"]
+    assert '"topk": 2' in meta["twdeploy.selection"]
+    assert meta["twdeploy.precision"] == "fp32"
+    assert "c3" in meta["twdeploy.class_names"]
+    assert not list(tmp_path.glob(".*"))  # no temporary files left by the atomic write
+
+
+def test_read_card_errors(tmp_path):
+    with pytest.raises(TwdeployError, match="no such file"):
+        read_card(tmp_path / "missing.onnx")
+    (tmp_path / "bad.onnx").write_bytes(b"\x00garbage\xff")
+    with pytest.raises(TwdeployError, match="not a readable ONNX"):
+        read_card(tmp_path / "bad.onnx")
+    bare = onnx.helper.make_model(onnx.helper.make_graph([], "g", [], []))
+    onnx.save(bare, tmp_path / "bare.onnx")
+    with pytest.raises(TwdeployError, match="no twdeploy model card"):
+        read_card(tmp_path / "bare.onnx")
+
+
+def test_half_export_keeps_float32_interface_and_divisions(tmp_path):
+    card = _card("resnet_mini", 64).with_selection(topk=2)
+    _, proto, path = _export(tmp_path, card, half=True)
+    assert lint_model(path) == []
+    types = {v.name: v.type.tensor_type.elem_type for v in [*proto.graph.value_info, *proto.graph.output]}
+    assert [types[o.name] for o in proto.graph.output] == [onnx.TensorProto.FLOAT] * 2 + [onnx.TensorProto.INT64]
+    assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in proto.graph.initializer)
+    divisions = [n for n in proto.graph.node if n.op_type == "Div"]
+    assert divisions and all(types[n.output[0]] == onnx.TensorProto.FLOAT for n in divisions)
+    assert read_metadata(path)["twdeploy.precision"] == "fp16"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="ONNX Runtime 1.32 CPU float16: the max-pool winner-take-all (Equal against MaxPool) finds no winner "
+    "in many windows, so heatmaps come out ~0; torch float16 agrees with float32 on ~97-98% of mask pixels",
+)
+def test_half_export_runs_on_onnxruntime_cpu(tmp_path):
+    card = _card("vgg_mini", 64)
+    model, _, path = _export(tmp_path, card, half=True)
+    verification, _ = _parity(model, path, card, compare.FP16)
+    assert verification.passed, verification.checks
+
+
+def test_verification_can_fail():
+    ref = {"logits": np.ones((1, 2), np.float32), "heatmaps": np.eye(4, dtype=np.float32)[None, :2].copy()}
+    bad = {"logits": ref["logits"] * 1.01, "heatmaps": ref["heatmaps"][:, ::-1].copy()}
+    _, checks = compare.judge(ref, bad, compare.FP32)
+    assert not any(c.passed for c in checks)
+    _, checks = compare.judge(ref, ref, compare.FP32)
+    assert all(c.passed for c in checks)

@@ -1,0 +1,67 @@
+"""``twdeploy export``: write, lint and verify ONNX (and a TensorRT engine), or ``--check`` an ONNX file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from twdeploy.errors import TwdeployError
+from twdeploy.export.batch import parse_batch
+from twdeploy.export.lint import format_findings, has_errors, lint_model
+from twdeploy.export.onnx import DEFAULT_OPSET
+from twdeploy.export.pipeline import ExportOptions, export
+
+
+def _classes(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise TwdeployError(f"--classes {text!r}: give comma-separated class ids, e.g. 0,1,5") from None
+
+
+def main(
+    source: Annotated[Path | None, typer.Argument(help="Run folder or checkpoint (.pt).", show_default=False)] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder [default: <run>/export].")] = None,
+    topk: Annotated[int | None, typer.Option(help="Heatmaps for background + the top-k classes only.")] = None,
+    classes: Annotated[str | None, typer.Option(help="Heatmaps for these class ids only, e.g. 0,1,5.")] = None,
+    batch: Annotated[str, typer.Option(help="Batch size B (profile 1,B,B) or min,opt,max.")] = "1",
+    opset: Annotated[int, typer.Option(help="ONNX opset (TensorRT 10's parser takes 9-20).")] = DEFAULT_OPSET,
+    half: Annotated[bool, typer.Option("--half", help="Also write a float16 model (divisions stay float32).")] = False,
+    trt: Annotated[bool, typer.Option("--trt", help="Also build a TensorRT engine (NVIDIA GPU).")] = False,
+    check: Annotated[
+        Path | None, typer.Option(help="Only lint this ONNX file against TensorRT's parser.", show_default=False)
+    ] = None,
+    class_chunk: Annotated[int | None, typer.Option(help="Decode this many classes at a time (bounds memory).")] = None,
+    workspace: Annotated[float, typer.Option(help="TensorRT workspace limit in GB.")] = 4.0,
+) -> None:
+    """Export a trained model to ONNX (and TensorRT), lint it for TensorRT and verify it against torch."""
+    console = Console()
+    if check is not None:
+        findings = lint_model(check)
+        console.print(format_findings(findings), highlight=False, soft_wrap=True)
+        if has_errors(findings):
+            raise typer.Exit(1)
+        return
+    if source is None:
+        raise TwdeployError("give a run folder or checkpoint to export, or --check MODEL.onnx to lint a file")
+    options = ExportOptions(
+        out=out,
+        topk=topk,
+        classes=_classes(classes),
+        batch=parse_batch(batch),
+        opset=opset,
+        half=half,
+        trt=trt,
+        class_chunk=class_chunk,
+        workspace_gb=workspace,
+    )
+    report = export(source, options, console)
+    console.print("[green]export verified[/green]; next steps:")
+    for art in report.artifacts:
+        console.print(f"  twdeploy segment {art.path} <image|folder|video|camera>", highlight=False)
+    console.print(f"  twdeploy benchmark {report.artifacts[-1].path}", highlight=False)

@@ -1,0 +1,156 @@
+"""``twdeploy segment``: run a model on images, folders, videos, webcams or streams and save the results."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeRemainingColumn
+from rich.text import Text
+
+from twdeploy.errors import TwdeployError
+from twdeploy.inference.backends import open_backend
+from twdeploy.inference.display import Viewer
+from twdeploy.inference.predictor import SegmentSummary, run_segment
+from twdeploy.inference.sinks import SAVE_ITEMS, SegmentWriter, default_save, next_run_dir
+from twdeploy.inference.sources import open_source
+from twdeploy.model.card import ModelCard
+
+EXAMPLES = """Examples:
+
+  twdeploy segment runs/demo photos/                          # torch, masks + overlays
+
+  twdeploy segment runs/demo/export/model.onnx clip.mp4       # ONNX Runtime, annotated video
+
+  twdeploy segment model.engine 0 --show                      # TensorRT on webcam 0
+
+  twdeploy segment model.onnx "data/**/*.jpg" --batch 8 --save mask,heatmaps --classes disc,ring
+"""
+
+
+class RateColumn(ProgressColumn):
+    """Items per second, e.g. ``41.3 img/s``."""
+
+    def __init__(self, unit: str) -> None:
+        super().__init__()
+        self.unit = unit
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("-" if speed is None else f"{speed:.1f} {self.unit}/s", style="progress.data.speed")
+
+
+def parse_save(text: str | None, source_kind: str) -> frozenset[str]:
+    """``mask,overlay`` -> the set; None -> the default for the source kind."""
+    if text is None:
+        return default_save(source_kind)
+    items = frozenset(p.strip() for p in text.split(",") if p.strip())
+    unknown = items - SAVE_ITEMS
+    if unknown or not items:
+        shown = ",".join(sorted(unknown)) or repr(text)
+        raise TwdeployError(f"--save {shown}: unknown item: choose from {','.join(sorted(SAVE_ITEMS))}")
+    return items
+
+
+def parse_classes(text: str | None, card: ModelCard) -> frozenset[int] | None:
+    """``disc,3`` -> class ids, by name or number; None draws every class."""
+    if text is None:
+        return None
+    ids = set()
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        if part.isdigit() and int(part) < card.num_classes:
+            ids.add(int(part))
+        elif part in card.class_names:
+            ids.add(card.class_names.index(part))
+        else:
+            raise TwdeployError(
+                f"--classes {part}: not a class of this model: use ids 0..{card.num_classes - 1} "
+                f"or names ({', '.join(card.class_names)})"
+            )
+    return frozenset(ids)
+
+
+def main(
+    model: Annotated[str, typer.Argument(help="Run folder, .pt checkpoint, .onnx file or TensorRT .engine.")],
+    source: Annotated[
+        str, typer.Argument(help="Image, folder, glob, video, webcam index (0), rtsp/http URL, or a .txt list.")
+    ],
+    backend: Annotated[str, typer.Option(help="auto (from the model file), torch, onnxruntime or tensorrt.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    half: Annotated[bool, typer.Option("--half", help="float16 autocast (torch backend on CUDA).")] = False,
+    batch: Annotated[int, typer.Option(min=1, help="Images per inference batch.")] = 1,
+    save: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma list of mask,overlay,heatmaps,video,json (default: images mask,overlay,json; "
+            "videos video,json)."
+        ),
+    ] = None,
+    classes: Annotated[str | None, typer.Option(help="Only draw these classes (names or ids, comma list).")] = None,
+    show: Annotated[bool, typer.Option("--show", help="Show overlays in a window (q / Esc stops).")] = False,
+    vid_stride: Annotated[int, typer.Option(min=1, help="Use every n-th video frame.")] = 1,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: runs/segment/<n>/).")] = None,
+    alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="Overlay opacity.")] = 0.5,
+) -> None:
+    """Segment SOURCE with MODEL: masks (palette PNGs), overlays, heatmaps, annotated videos, results.jsonl."""
+    console = Console(soft_wrap=True)
+    src = open_source(source, vid_stride)
+    runner = open_backend(model, backend, device, half)
+    try:
+        card = runner.card
+        wanted = parse_save(save, src.kind)
+        drawn = parse_classes(classes, card)
+        console.print(
+            f"[bold]{model}[/bold]: {card.arch}, {card.num_classes} classes, input {card.image_size[0]}x"
+            f"{card.image_size[1]}, backend {runner.name} on {runner.provider}",
+            highlight=False,
+        )
+        viewer = Viewer(enabled=show)
+        if show and not viewer.active:
+            console.print(f"[yellow]--show ignored:[/yellow] {viewer.reason}", highlight=False)
+        out_dir = out or next_run_dir()
+        unit = "frames" if src.kind in ("video", "stream") else "img"
+        with (
+            SegmentWriter(out_dir, card.class_names, wanted, drawn, alpha) as writer,
+            viewer,
+            Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                RateColumn(unit),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=console,
+            ) as progress,
+        ):
+            task = progress.add_task("segment", total=src.frame_count)
+            summary = run_segment(runner, src, writer, batch, src.is_live, viewer, lambda n: progress.advance(task, n))
+            done = progress.tasks[task].completed
+            progress.update(task, total=done, completed=done)
+    finally:
+        src.close()
+        runner.close()
+    report(console, summary, wanted, unit)
+
+
+def report(console: Console, summary: SegmentSummary, saved: frozenset[str], unit: str) -> None:
+    """Speed line, end-to-end FPS, written / skipped with reasons, and where the results are."""
+    console.print(summary.speed_line(), highlight=False)
+    console.print(
+        f"End-to-end: {summary.fps:.1f} {unit}/s ({summary.written} in {summary.elapsed_s:.2f} s"
+        f"{', stopped by the user' if summary.stopped else ''})",
+        highlight=False,
+    )
+    console.print(f"Written: {summary.written}, skipped: {len(summary.skipped)}", highlight=False)
+    for reason, count in Counter(s.reason for s in summary.skipped).most_common():
+        names = [s.name for s in summary.skipped if s.reason == reason]
+        shown = ", ".join(names[:3]) + (f" (+{len(names) - 3} more)" if len(names) > 3 else "")
+        console.print(f"  [yellow]skipped {count}[/yellow]: {reason}: {shown}", highlight=False)
+    folders = {"mask": "masks/", "overlay": "overlays/", "heatmaps": "heatmaps/", "video": "videos/"}
+    made = [f for item, f in folders.items() if item in saved and (summary.out_dir / f).is_dir()]
+    if "json" in saved:
+        made.append("results.jsonl")
+    console.print(f"Results saved to [bold]{summary.out_dir}[/bold] ({', '.join(made) or 'nothing saved'})")

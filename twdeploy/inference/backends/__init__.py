@@ -1,0 +1,36 @@
+"""Inference backends behind one interface: torch (run folders, checkpoints), ONNX Runtime, TensorRT.
+
+``open_backend(model, "auto")`` picks the backend from the file: a run folder or ``.pt`` ->
+torch, ``.onnx`` -> onnxruntime, ``.engine`` -> tensorrt.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from twdeploy.errors import TwdeployError
+from twdeploy.inference.backends.base import BACKEND_NAMES, Backend, Outputs, detect_backend
+
+__all__ = ["BACKEND_NAMES", "Backend", "Outputs", "detect_backend", "open_backend"]
+
+
+def open_backend(
+    model: str | Path, backend: str = "auto", device: str = "auto", half: bool = False, threads: int | None = None
+) -> Backend:
+    """Load ``model`` on ``backend`` (auto: from the file); ``half`` is torch-on-CUDA only, ``threads`` ORT only."""
+    kind = detect_backend(model) if backend == "auto" else backend
+    if kind not in BACKEND_NAMES:
+        raise TwdeployError(f"--backend {backend}: unknown backend; choose auto, {', '.join(BACKEND_NAMES)}")
+    if half and kind != "torch":
+        raise TwdeployError(f"--half applies to the torch backend; a {kind} model's precision is set at export")
+    if kind == "torch":
+        from twdeploy.inference.backends.torch_backend import TorchBackend
+
+        return TorchBackend(model, device, half)
+    if kind == "onnxruntime":
+        from twdeploy.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+        return OnnxRuntimeBackend(model, device, threads)
+    from twdeploy.inference.backends.tensorrt_backend import TensorRTBackend
+
+    return TensorRTBackend(model, device)

@@ -1,0 +1,92 @@
+"""The backend interface: a model file in, ``infer(batch) -> (logits, heatmaps, class_ids)`` out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from twdeploy.errors import TwdeployError
+from twdeploy.model.card import ModelCard
+
+Outputs = tuple[np.ndarray, np.ndarray, np.ndarray | None]
+"""``logits (N, K)``, ``heatmaps (N, K', H, W)`` and ``class_ids (N, K')`` (None when K' = K, all classes)."""
+
+BACKEND_NAMES = ("torch", "onnxruntime", "tensorrt")
+CHECKPOINT_SUFFIXES = frozenset({".pt", ".pth"})
+
+
+class Backend(Protocol):
+    """One loaded model on one runtime; ``provider`` names what actually runs it."""
+
+    card: ModelCard
+    name: str
+    device: str
+    provider: str
+
+    def infer(self, batch: np.ndarray) -> Outputs:
+        """Run a float32 ``(N, 3, H, W)`` batch; any N (split or padded to the model's batch limits)."""
+        ...
+
+    def close(self) -> None:
+        """Release the session / engine / model."""
+        ...
+
+
+def detect_backend(model: str | Path) -> str:
+    """The backend that reads ``model``: run folder or .pt -> torch, .onnx -> onnxruntime, .engine -> tensorrt."""
+    path = Path(model)
+    if path.is_dir():
+        return "torch"
+    suffix = path.suffix.lower()
+    if suffix in CHECKPOINT_SUFFIXES:
+        return "torch"
+    if suffix == ".onnx":
+        return "onnxruntime"
+    if suffix in (".engine", ".plan", ".trt"):
+        return "tensorrt"
+    if not path.exists():
+        raise TwdeployError(f"{path}: no such file or run folder; check the path")
+    raise TwdeployError(
+        f"{path}: cannot tell what kind of model this is from '{suffix or path.name}': "
+        "pass a run folder, a .pt checkpoint, an .onnx file or a TensorRT .engine"
+    )
+
+
+def check_model_kind(model: str | Path, backend: str) -> Path:
+    """``model`` as a Path; a one-line error when it does not exist or is the wrong kind for ``backend``."""
+    path = Path(model)
+    if not path.exists():
+        raise TwdeployError(f"{path}: no such file or run folder; check the path")
+    found = detect_backend(path)
+    if found != backend:
+        wants = {"torch": "a run folder or .pt checkpoint", "onnxruntime": "an .onnx file", "tensorrt": "an .engine"}
+        raise TwdeployError(
+            f"{path}: the {backend} backend needs {wants[backend]}; use --backend {found} (or auto) for this file"
+        )
+    return path
+
+
+def run_in_chunks(run: Callable[[np.ndarray], Outputs], batch: np.ndarray, low: int, high: int | None) -> Outputs:
+    """Call ``run`` on chunks of at most ``high`` images, zero-padding any chunk below ``low`` images."""
+    n = batch.shape[0]
+    if low <= n and (high is None or n <= high):
+        return run(batch)
+    step = high or n
+    parts: list[Outputs] = []
+    for start in range(0, n, step):
+        chunk = batch[start : start + step]
+        count = chunk.shape[0]
+        if count < low:
+            pad = np.zeros((low - count, *chunk.shape[1:]), chunk.dtype)
+            chunk = np.concatenate([chunk, pad])
+        logits, heatmaps, ids = run(chunk)
+        parts.append((logits[:count], heatmaps[:count], None if ids is None else ids[:count]))
+    ids_parts = [p[2] for p in parts]
+    return (
+        np.concatenate([p[0] for p in parts]),
+        np.concatenate([p[1] for p in parts]),
+        None if ids_parts[0] is None else np.concatenate(ids_parts),
+    )
