@@ -11,9 +11,10 @@ import pytest
 from PIL import Image
 
 from tests.inference.conftest import colour_image, write_video
+from twdeploy.atomic import write_bytes as atomic_write_bytes
 from twdeploy.errors import TwdeployError
 from twdeploy.inference.render import resize_mask
-from twdeploy.inference.sinks import SegmentWriter, atomic_write_bytes, default_save, next_run_dir
+from twdeploy.inference.sinks import SegmentWriter, default_save, next_run_dir
 from twdeploy.inference.sources import Frame, open_source
 
 NAMES = ["background", "aeroplane", "bicycle", "bird"]

@@ -15,7 +15,6 @@ import copy
 import io
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from google.protobuf.message import DecodeError
 from torch import Tensor, nn
 
 import twdeploy
+from twdeploy import atomic
 from twdeploy.data.transforms import Normalization
 from twdeploy.errors import TwdeployError
 from twdeploy.model.card import ModelCard
@@ -106,20 +106,8 @@ def to_onnx(model: Segmenter, card: ModelCard, opset: int = DEFAULT_OPSET, half:
 
 
 def save_onnx(proto: onnx.ModelProto, path: Path) -> int:
-    """Write atomically (temporary file beside ``path``, then rename); returns the size in bytes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = proto.SerializeToString()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return len(data)
+    """Write atomically and durably; returns the size in bytes."""
+    return atomic.write_bytes(path, proto.SerializeToString(), durable=True)
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rich.table import Table
 
+from twdeploy import atomic
 from twdeploy.export.verify import Verification
 
 
@@ -65,14 +64,7 @@ class ExportReport:
 
     def write(self, path: Path) -> None:
         """Write ``to_dict`` as JSON, atomically."""
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(self.to_dict(), f, indent=2)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic.write_text(path, json.dumps(self.to_dict(), indent=2))
 
 
 def lint_dicts(findings: list[Any]) -> list[dict[str, str]]:

@@ -12,8 +12,6 @@ FP32 engines disable TF32 so they match ONNX Runtime. ``--half`` depends on the 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 from types import ModuleType
@@ -22,6 +20,7 @@ from typing import Any
 import onnx
 import torch
 
+from twdeploy import atomic
 from twdeploy.errors import TwdeployError
 from twdeploy.export.batch import BatchProfile
 from twdeploy.export.onnx import INPUT_NAME
@@ -70,17 +69,6 @@ def read_engine_card(engine: Path) -> ModelCard:
     if not path.is_file():
         raise TwdeployError(f"{engine}: no model card beside it ({path.name}); rebuild with twdeploy export --trt")
     return ModelCard.from_dict(json.loads(path.read_text())["card"])
-
-
-def _write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def parser_errors(parser: Any, onnx_path: Path) -> list[str]:
@@ -154,8 +142,8 @@ def build_engine(
             f"{onnx_path}: TensorRT could not build an engine (see the log above); try a larger --workspace"
         )
     data = bytes(plan)
-    _write(engine, data)
-    _write(cache_path, bytes(config.get_timing_cache().serialize()))
+    atomic.write_bytes(engine, data)
+    atomic.write_bytes(cache_path, bytes(config.get_timing_cache().serialize()))
     info = {
         "card": card.to_dict(),
         "tensorrt": trt.__version__,
@@ -164,7 +152,7 @@ def build_engine(
         "onnx": onnx_path.name,
         "device": torch.cuda.get_device_name(),
     }
-    _write(sidecar(engine), json.dumps(info, indent=2).encode())
+    atomic.write_bytes(sidecar(engine), json.dumps(info, indent=2).encode())
     return Artifact(engine, f"tensorrt {trt.__version__} {info['precision']}", len(data), seconds)
 
 

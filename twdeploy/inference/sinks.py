@@ -18,7 +18,6 @@ import io
 import json
 import os
 import re
-import tempfile
 from collections.abc import Collection, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -27,6 +26,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from twdeploy import atomic
 from twdeploy.errors import TwdeployError
 from twdeploy.inference.render import PALETTE_RGB, class_name, colorize_heatmap, overlay, resize_heatmaps
 from twdeploy.inference.sources import Frame
@@ -55,19 +55,6 @@ def next_run_dir(base: str | Path = "runs/segment") -> Path:
             return base / str(n)
         except FileExistsError:  # another run took it meanwhile
             n += 1
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` via a temp file in the same folder and os.replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def encode_palette_png(mask: np.ndarray) -> bytes:
@@ -164,13 +151,13 @@ class SegmentWriter:
             raise ValueError(f"{frame.name}: mask {mask.shape} is not at the original size {frame.size}")
         rel = _safe_rel(frame.name)
         if "mask" in self.save:
-            atomic_write_bytes(self._path("masks", rel, ".png"), encode_palette_png(mask))
+            atomic.write_bytes(self._path("masks", rel, ".png"), encode_palette_png(mask))
         wants_video = "video" in self.save and frame.kind in ("video", "stream")
         if "overlay" in self.save or wants_video:
             shown = overlay(frame.image, mask, self.alpha, self.names, self.classes)
             if "overlay" in self.save:
                 suffix = self.overlay_suffix
-                atomic_write_bytes(self._path("overlays", rel, suffix), encode_image(shown, suffix))
+                atomic.write_bytes(self._path("overlays", rel, suffix), encode_image(shown, suffix))
             if wants_video:
                 self._video_for(frame).write(shown)
         if "heatmaps" in self.save and heatmaps is not None:
@@ -220,7 +207,7 @@ class SegmentWriter:
                 continue
             label = f"{cid}" if self.names is None else f"{cid}_{_safe_rel(class_name(cid, self.names)).name}"
             png = encode_image(colorize_heatmap(heatmap, self.heatmap_limit), ".png")
-            atomic_write_bytes(self.out_dir / "heatmaps" / rel / f"{label}.png", png)
+            atomic.write_bytes(self.out_dir / "heatmaps" / rel / f"{label}.png", png)
 
     def _record(self, frame: Frame, mask: np.ndarray, timings: dict[str, float]) -> dict[str, Any]:
         counts = np.bincount(mask.ravel().astype(np.int64))
