@@ -127,8 +127,8 @@ def test_half_export_keeps_float32_interface_and_divisions(tmp_path):
 
 @pytest.mark.xfail(
     strict=True,
-    reason="ONNX Runtime 1.32 CPU float16: the max-pool winner-take-all (Equal against MaxPool) finds no winner "
-    "in many windows, so heatmaps come out ~0; torch float16 agrees with float32 on ~97-98% of mask pixels",
+    reason="ONNX Runtime 1.32's CPU float16 kernels: already the logits of a float16 VGG differ from torch float16 by "
+    "10-40% (relative L2, measured), so its heatmaps cannot agree; float16 targets GPUs (TensorRT, CUDA EP)",
 )
 def test_half_export_runs_on_onnxruntime_cpu(tmp_path):
     card = _card("vgg_mini", 64)
