@@ -7,8 +7,9 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from twdeploy.cli import info
+from twdeploy.cli import benchmark, evaluate, export, info, segment, train
 from twdeploy.errors import TwdeployError
 
 app = typer.Typer(
@@ -19,6 +20,11 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command("info")(info.main)
+app.command("train", help=train.HELP)(train.main)
+app.command("eval")(evaluate.main)
+app.command("export")(export.main)
+app.command("segment", epilog=segment.EXAMPLES)(segment.main)
+app.command("benchmark", epilog=benchmark.EXAMPLES)(benchmark.main)
 
 
 @app.callback()
@@ -34,7 +40,7 @@ def main() -> None:
     try:
         app()
     except TwdeployError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/yellow]")

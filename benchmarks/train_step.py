@@ -1,0 +1,116 @@
+"""One training step: the one-pass trainer vs the reference's class-by-class loop (a backward per class).
+
+Each variant runs in its own child process so its peak memory (``ru_maxrss``) is its own.
+Prints seconds per step (median) and peak RSS, with ratios against the class loop.
+
+    python benchmarks/train_step.py                         # resnet50, 256 px, 21 classes, batch 4
+    python benchmarks/train_step.py --arch resnet18 --size 128 --batch 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+
+def _step_fn(variant: str, arch: str, size: int, batch: int, classes: int, chunk: int | None):
+    from twdeploy.model import Segmenter
+    from twdeploy.training.chunking import decode_chunked
+    from twdeploy.training.losses import classification_loss, total_loss
+    from twdeploy.training.tying import decoder_aliases
+
+    torch.manual_seed(0)
+    model = Segmenter(arch, classes).train()
+    aliases = decoder_aliases(model, "separate")
+    opt = torch.optim.AdamW([*model.parameters(), *aliases.values()], lr=1e-5)
+    images = torch.rand(batch, 3, size, size)
+    tags = (torch.rand(batch, classes) > 0.8).float()
+    masks = torch.randint(0, classes, (batch, size, size))
+    has_mask = torch.arange(batch) < (batch + 1) // 2
+
+    def one_pass() -> None:
+        logits, saved = model.encode(images)
+        r_top, _ = model.start_relevance(logits)
+        heatmaps = decode_chunked(model, saved, r_top, aliases, chunk)
+        loss, _ = total_loss(logits, tags, heatmaps, masks, has_mask)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    def class_loop() -> None:
+        # The reference: one decoder pass and one backward per class; the CE needs all heatmaps, so each
+        # class's gradient is d(CE)/d(h_c) (computed on detached heatmaps) pushed back through its own pass.
+        opt.zero_grad(set_to_none=True)
+        logits, saved = model.encode(images)
+        r_all, _ = model.start_relevance(logits)
+        with torch.no_grad():
+            heat = model.decode(saved, r_all, aliases)
+        heat.requires_grad_(True)
+        loss, _ = total_loss(logits.detach(), tags, heat, masks, has_mask)
+        (grad_h,) = torch.autograd.grad(loss, heat)
+        for c in range(classes):
+            h_c = model.decode(saved, r_all[:, c : c + 1], aliases)
+            (h_c * grad_h[:, c : c + 1]).sum().backward(retain_graph=True)
+        (10.0 * classification_loss(logits, tags)).backward()
+        opt.step()
+
+    return one_pass if variant == "one_pass" else class_loop
+
+
+def child(args: argparse.Namespace) -> None:
+    """Run one variant and print its JSON result."""
+    step = _step_fn(args.variant, args.arch, args.size, args.batch, args.classes, args.chunk)
+    step()  # warm-up
+    times = []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"s_per_step": statistics.median(times), "peak_mb": peak_mb}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--arch", default="resnet50")
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--classes", type=int, default=21)
+    parser.add_argument("--chunk", type=int, default=None, help="class chunk of the one-pass trainer")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    parser.add_argument("--variant", choices=["one_pass", "class_loop"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.variant:
+        child(args)
+        return
+    rows = {}
+    for variant in ("class_loop", "one_pass"):
+        cmd = [sys.executable, __file__, "--variant", variant, *sys.argv[1:]]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+        rows[variant] = json.loads(out)
+    base = rows["class_loop"]
+    print(
+        f"{args.arch}, {args.size}x{args.size}, {args.classes} classes, batch {args.batch}, CPU, "
+        f"torch threads {args.threads}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '-')}, "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '-')}, median of {args.repeats}"
+    )
+    print(f"{'variant':<12} {'s/step':>9} {'speed-up':>9} {'peak RSS MB':>12} {'mem ratio':>10}")
+    for name, row in rows.items():
+        print(
+            f"{name:<12} {row['s_per_step']:9.2f} {base['s_per_step'] / row['s_per_step']:8.2f}x "
+            f"{row['peak_mb']:12.0f} {row['peak_mb'] / base['peak_mb']:9.2f}x"
+        )
+
+
+if __name__ == "__main__":
+    main()

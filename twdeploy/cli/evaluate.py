@@ -1,0 +1,50 @@
+"""``twdeploy eval``: mIoU, per-class IoU, pixel accuracy and tag F1 of a model on a dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from twdeploy.training.evaluate import EvalResult, evaluate_checkpoint
+
+console = Console()
+
+
+def render(result: EvalResult) -> Table:
+    """Per-class IoU rows plus the summary."""
+    table = Table(title=f"evaluation on {result.images} images")
+    table.add_column("class")
+    table.add_column("IoU", justify="right")
+    for name, iou in zip(result.class_names, result.iou, strict=True):
+        table.add_row(name, "-" if iou != iou else f"{iou:.3f}")
+    table.add_section()
+    table.add_row("[bold]mIoU", f"[bold]{result.miou:.3f}")
+    table.add_row("pixel accuracy", f"{result.pixel_accuracy:.3f}")
+    table.add_row("tag F1 (micro)", f"{result.f1:.3f}")
+    table.add_row("tag F1 (macro)", f"{result.f1_macro:.3f}")
+    return table
+
+
+def main(
+    model: Annotated[Path, typer.Argument(help="Run folder (best.pt, else last.pt) or checkpoint file.")],
+    data: Annotated[str, typer.Option(help="synthetic, synthetic:N, voc:PATH or folder:PATH.")] = "synthetic",
+    split: Annotated[str, typer.Option(help="Dataset split: val (or test, train).")] = "val",
+    batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 16,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    amp: Annotated[bool, typer.Option(help="bf16 autocast on CUDA (ignored on CPU).")] = True,
+    class_chunk: Annotated[int | None, typer.Option(help="Decode this many classes at a time (bounds memory).")] = None,
+    max_images: Annotated[int | None, typer.Option(help="Evaluate on the first N images only.")] = None,
+) -> None:
+    """Evaluate a trained model.
+
+    \b
+    Examples:
+      twdeploy eval runs/NAME
+      twdeploy eval runs/NAME/checkpoints/last.pt --data synthetic --split test
+    """
+    result = evaluate_checkpoint(model, data, split, batch_size, device, amp, class_chunk, max_images)
+    console.print(render(result))

@@ -1,0 +1,105 @@
+"""``twdeploy train``: train a heatmap segmenter from image tags plus a few pixel masks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from twdeploy.training.config import DEFAULT_STEPS, TrainConfig
+from twdeploy.training.trainer import resume as resume_run
+from twdeploy.training.trainer import train as train_run
+
+HELP = f"""Train a classifier whose LRP heatmaps are its segmentation (tags for all images, masks for a few).
+
+Without --steps or --epochs a run takes {DEFAULT_STEPS} steps. The run folder runs/NAME holds
+config.json, metrics.jsonl, curves.png and checkpoints/{{best,last}}.pt.
+
+\b
+Examples:
+  twdeploy train                                   # CPU demo on built-in synthetic scenes
+  twdeploy train --data synthetic --arch resnet_mini --image-size 96 --steps 600
+  twdeploy train --data voc:~/VOCdevkit --arch resnet50 --image-size 256 --pixel-labels 100 --lr 1e-5
+  twdeploy train --w-cls 0 --name pixels-only      # baseline without the tag loss
+  twdeploy train --resume runs/NAME                # continue a stopped run
+"""
+
+console = Console()
+
+
+def main(
+    data: Annotated[str, typer.Option(help="synthetic, synthetic:N, voc:PATH or folder:PATH.")] = "synthetic",
+    arch: Annotated[str, typer.Option(help="Backbone, e.g. resnet_mini, vgg_mini, resnet50, vgg16.")] = "resnet_mini",
+    image_size: Annotated[int, typer.Option(help="Square input size in pixels.")] = 96,
+    pixel_labels: Annotated[int, typer.Option(help="Pixel-label budget (class-balanced draw); -1 = every mask.")] = 20,
+    steps: Annotated[int | None, typer.Option(help=f"Optimiser steps (default {DEFAULT_STEPS}).")] = None,
+    epochs: Annotated[float | None, typer.Option(help="Passes over the training set (if no --steps).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 16,
+    lr: Annotated[float, typer.Option(help="AdamW learning rate (1e-5 fine-tunes a pretrained classifier).")] = 1e-3,
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 1e-4,
+    cosine: Annotated[bool, typer.Option(help="Warm-up + cosine learning-rate schedule.")] = True,
+    w_cls: Annotated[float, typer.Option(help="Weight of the tag (multi-label) loss; 0 = pixel labels only.")] = 10.0,
+    w_seg: Annotated[float, typer.Option(help="Weight of the heatmap cross-entropy.")] = 1.0,
+    pixel_share: Annotated[float, typer.Option(help="Share of each batch drawn from the pixel-labelled images.")] = 0.5,
+    eps: Annotated[float, typer.Option(help="LRP stabiliser epsilon.")] = 1e-6,
+    boundary: Annotated[str, typer.Option(help="Label 255: ignore, or background (the reference).")] = "ignore",
+    normalization: Annotated[str, typer.Option(help="Input scaling: unit ((x+1)/256) or meanstd.")] = "unit",
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    amp: Annotated[bool, typer.Option(help="bf16 autocast on CUDA (ignored on CPU).")] = True,
+    class_chunk: Annotated[int | None, typer.Option(help="Decode this many classes at a time (bounds memory).")] = None,
+    tie: Annotated[str, typer.Option(help="Tied weights in AdamW: summed, or separate (reference).")] = "summed",
+    eval_every: Annotated[int, typer.Option(help="Evaluate and checkpoint every N steps.")] = 250,
+    log_every: Annotated[int, typer.Option(help="Log training losses every N steps.")] = 25,
+    val_images: Annotated[int | None, typer.Option(help="Evaluate on the first N validation images only.")] = None,
+    workers: Annotated[int, typer.Option(help="DataLoader worker processes.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed for initialisation, pixel budget and batches.")] = 0,
+    out: Annotated[Path, typer.Option(help="Parent folder of run folders.")] = Path("runs"),
+    name: Annotated[str | None, typer.Option(help="Run folder name (default ARCH-DATA-TIMESTAMP).")] = None,
+    resume: Annotated[Path | None, typer.Option(help="Continue this run folder (other options ignored).")] = None,
+) -> None:
+    if resume is not None:
+        result = resume_run(resume)
+    else:
+        cfg = TrainConfig(
+            data=data,
+            arch=arch,
+            image_size=image_size,
+            pixel_labels=None if pixel_labels < 0 else pixel_labels,
+            steps=steps,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            weight_decay=weight_decay,
+            cosine=cosine,
+            w_cls=w_cls,
+            w_seg=w_seg,
+            pixel_share=pixel_share,
+            eps=eps,
+            boundary=boundary,
+            normalization=normalization,
+            device=device,
+            amp=amp,
+            class_chunk=class_chunk,
+            tie=tie,
+            eval_every=eval_every,
+            log_every=log_every,
+            val_images=val_images,
+            workers=workers,
+            seed=seed,
+            out=str(out),
+            name=name,
+        )
+        result = train_run(cfg)
+    if result.last_eval is not None:
+        e = result.last_eval
+        console.print(
+            f"step {result.step}: val mIoU {e.miou:.3f} (best {result.best_miou:.3f}), "
+            f"pixel acc {e.pixel_accuracy:.3f}, tag F1 {e.f1:.3f}"
+        )
+    console.print(f"run folder: {result.run_dir}")
+    console.print(f"next: twdeploy export {result.run_dir}")
+
+
+main.__doc__ = HELP

@@ -1,0 +1,94 @@
+"""Evaluation (method.md section 4): mIoU, per-class IoU, pixel accuracy, classifier multi-label F1."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Subset
+
+from twdeploy.data import Normalization, build_dataset
+from twdeploy.errors import TwdeployError
+from twdeploy.model.io import load_model
+from twdeploy.model.segmenter import Segmenter
+from twdeploy.training.data import eval_loader
+from twdeploy.training.device import autocast, resolve_device
+from twdeploy.training.metrics import ConfusionMatrix, MultiLabelF1
+
+
+@dataclass
+class EvalResult:
+    """Set-level metrics of one evaluation."""
+
+    class_names: list[str]
+    iou: list[float]
+    miou: float
+    pixel_accuracy: float
+    f1: float
+    f1_macro: float
+    images: int
+
+    def summary(self) -> dict[str, float]:
+        """The scalar metrics, for a metrics log."""
+        return {k: v for k, v in asdict(self).items() if k not in ("class_names", "iou")}
+
+
+@torch.no_grad()
+def evaluate(
+    model: Segmenter, loader: DataLoader, class_names: list[str], device: torch.device, amp: bool
+) -> EvalResult:
+    """Run ``model`` (all class heatmaps) over ``loader``; the model is left in the mode it came in."""
+    was_training = model.training
+    model.eval()
+    k = len(class_names)
+    confusion, f1 = ConfusionMatrix(k), MultiLabelF1(k)
+    images = 0
+    try:
+        with torch.random.fork_rng(devices=[]):  # item loading draws from torch's RNG: keep training's intact
+            for batch in loader:
+                with autocast(device, amp):
+                    logits, heatmaps = model(batch["image"].to(device))[:2]
+                has_mask = batch["has_mask"].to(device)
+                confusion.update(heatmaps.argmax(dim=1)[has_mask], batch["mask"].to(device)[has_mask])
+                f1.update(logits, batch["tags"])
+                images += len(batch["image"])
+    finally:
+        model.train(was_training)
+    return EvalResult(
+        class_names=list(class_names),
+        iou=[float(v) for v in confusion.iou()],
+        miou=confusion.miou(),
+        pixel_accuracy=confusion.pixel_accuracy(),
+        f1=f1.f1("micro"),
+        f1_macro=f1.f1("macro"),
+        images=images,
+    )
+
+
+def evaluate_checkpoint(
+    path: str | Path,
+    data: str,
+    split: str = "val",
+    batch_size: int = 16,
+    device: str = "auto",
+    amp: bool = True,
+    class_chunk: int | None = None,
+    max_images: int | None = None,
+) -> EvalResult:
+    """Evaluate a run folder or checkpoint on a dataset spec at the model's own input size and scaling."""
+    model, card = load_model(path, class_chunk)
+    norm = Normalization.from_dict(card.normalization)
+    dataset = build_dataset(data, split, int(card.image_size[0]), train=False, norm=norm)
+    if dataset.num_classes != card.num_classes:
+        raise TwdeployError(
+            f"{path}: model has {card.num_classes} classes but {data} has {dataset.num_classes}; "
+            "evaluate on the data the model was trained for"
+        )
+    if len(dataset) == 0:
+        raise TwdeployError(f"{data}: split {split!r} is empty; choose another --split")
+    names = list(card.class_names)
+    if max_images is not None and max_images < len(dataset):
+        dataset = Subset(dataset, range(max_images))
+    dev = resolve_device(device)
+    return evaluate(model.to(dev), eval_loader(dataset, batch_size), names, dev, amp)

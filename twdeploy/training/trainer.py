@@ -1,0 +1,229 @@
+"""The training loop: mixed batches, tag + heatmap losses, AdamW, evaluation, checkpoints, resume.
+
+A run lives in ``runs/<name>/``: ``config.json``, ``metrics.jsonl``, ``curves.png`` and
+``checkpoints/{best,last}.pt``. ``last.pt`` carries optimiser, scheduler, step and RNG state,
+so :func:`resume` continues to the same total step count (bit-identical on CPU). Ctrl-C
+(``KeyboardInterrupt``, also when raised from a callback) writes ``last.pt`` before it propagates.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from twdeploy.data import Normalization
+from twdeploy.errors import TwdeployError
+from twdeploy.model.card import ModelCard
+from twdeploy.model.io import read_checkpoint, save_checkpoint
+from twdeploy.training.chunking import decode_chunked
+from twdeploy.training.config import TrainConfig
+from twdeploy.training.data import build_run_data, eval_loader, train_loader
+from twdeploy.training.device import autocast, resolve_device
+from twdeploy.training.evaluate import EvalResult, evaluate
+from twdeploy.training.losses import total_loss
+from twdeploy.training.runlog import RunLog
+from twdeploy.training.schedule import build_scheduler
+from twdeploy.training.tying import decoder_aliases
+
+StepCallback = Callable[[int, dict[str, float]], None]
+"""Called after every optimiser step with the step count and that step's losses."""
+
+
+@dataclass
+class TrainResult:
+    """What a (possibly resumed) training call did."""
+
+    run_dir: Path
+    step: int
+    best_miou: float
+    last_eval: EvalResult | None
+    losses: list[float] = field(default_factory=list)
+
+
+def default_run_dir(cfg: TrainConfig) -> Path:
+    """``<out>/<name>``, the name defaulting to ``<arch>-<data kind>-<timestamp>``."""
+    name = cfg.name or f"{cfg.arch}-{cfg.data.partition(':')[0]}-{datetime.now():%Y%m%d-%H%M%S}"
+    return Path(cfg.out) / name
+
+
+def train(cfg: TrainConfig, callbacks: Sequence[StepCallback] = (), quiet: bool = False) -> TrainResult:
+    """Start a new run in :func:`default_run_dir`; an existing run folder is a one-line error."""
+    cfg.validate()
+    run_dir = default_run_dir(cfg)
+    if (run_dir / "config.json").exists():
+        raise TwdeployError(f"{run_dir}: run folder exists; pick another --name or continue it with --resume {run_dir}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg.save(run_dir / "config.json")
+    return Trainer(cfg, run_dir, quiet).fit(callbacks)
+
+
+def resume(run_dir: str | Path, callbacks: Sequence[StepCallback] = (), quiet: bool = False) -> TrainResult:
+    """Continue a run from its ``checkpoints/last.pt`` to the configured total step count."""
+    run_dir = Path(run_dir)
+    last = run_dir / "checkpoints" / "last.pt"
+    if not last.is_file():
+        raise TwdeployError(f"{run_dir}: no checkpoints/last.pt to resume from; start it with twdeploy train")
+    cfg = TrainConfig.load(run_dir / "config.json").validate()
+    trainer = Trainer(cfg, run_dir, quiet)
+    trainer.load_state(read_checkpoint(last).get("training") or {})
+    return trainer.fit(callbacks)
+
+
+class Trainer:
+    """One run: data, model, optimiser and the loop; use :func:`train` / :func:`resume`."""
+
+    def __init__(self, cfg: TrainConfig, run_dir: Path, quiet: bool = False) -> None:
+        self.cfg, self.run_dir, self.quiet = cfg, run_dir, quiet
+        self.device = resolve_device(cfg.device)
+        torch.manual_seed(cfg.seed)
+        self.data = build_run_data(cfg)
+        self.card = ModelCard(
+            cfg.arch,
+            tuple(self.data.class_names),
+            (cfg.image_size, cfg.image_size),
+            normalization=Normalization(mode=cfg.normalization).to_dict(),
+            eps=cfg.eps,
+        )
+        self.model = self.card.build(cfg.class_chunk).to(self.device).train()
+        self.aliases = decoder_aliases(self.model, cfg.tie)
+        params = [*self.model.parameters(), *self.aliases.values()]
+        self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.total_steps = cfg.total_steps(len(self.data.train))
+        self.scheduler = build_scheduler(self.optimizer, self.total_steps) if cfg.cosine else None
+        self.step, self.best_miou = 0, -math.inf
+        self.log = RunLog(run_dir)
+        self.val_loader = eval_loader(self.data.val, cfg.batch_size, cfg.workers)
+
+    # -- state ------------------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        """Everything besides the weights that resuming needs."""
+        return {
+            "step": self.step,
+            "total_steps": self.total_steps,
+            "best_miou": self.best_miou,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+            "rng_torch": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        }
+
+    def load_state(self, training: dict[str, Any]) -> None:
+        """Restore weights (already in ``self.run_dir``'s last.pt), optimiser, scheduler, step and RNG."""
+        if "optimizer" not in training:
+            raise TwdeployError(f"{self.run_dir}: last.pt holds no training state; it cannot be resumed")
+        payload = read_checkpoint(self.run_dir / "checkpoints" / "last.pt")
+        self.model.load_state_dict(payload["model"])  # copies in place: the aliases keep sharing storage
+        self.optimizer.load_state_dict(training["optimizer"])
+        if self.scheduler is not None and training["scheduler"] is not None:
+            self.scheduler.load_state_dict(training["scheduler"])
+        self.step, self.best_miou = int(training["step"]), float(training["best_miou"])
+        torch.set_rng_state(training["rng_torch"])
+        if training["rng_cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(training["rng_cuda"])
+        self.log.truncate_after(self.step)
+
+    def save(self, name: str, with_state: bool) -> None:
+        """Write ``checkpoints/<name>`` atomically."""
+        extra = self.state() if with_state else {"step": self.step, "best_miou": self.best_miou}
+        save_checkpoint(self.run_dir / "checkpoints" / name, self.model, self.card, extra)
+
+    # -- loop -------------------------------------------------------------------------------------
+    def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
+        """One optimiser step on a batch; returns the loss and its unweighted parts."""
+        dev, cfg = self.device, self.cfg
+        images = batch["image"].to(dev, non_blocking=True)
+        with autocast(dev, cfg.amp):
+            logits, saved = self.model.encode(images)
+            r_top, _ = self.model.start_relevance(logits)
+            heatmaps = decode_chunked(self.model, saved, r_top, self.aliases, cfg.class_chunk)
+        loss, parts = total_loss(
+            logits,
+            batch["tags"].to(dev),
+            heatmaps,
+            batch["mask"].to(dev),
+            batch["has_mask"].to(dev),
+            w_cls=cfg.w_cls,
+            w_seg=cfg.w_seg,
+            boundary=cfg.boundary,  # type: ignore[arg-type]
+        )
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise TwdeployError(
+                f"loss became {value} at step {self.step + 1}; lower --lr or raise --eps, then --resume "
+                f"{self.run_dir} (last.pt is from before)"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        return {"loss": value, "cls": float(parts["cls"]), "seg": float(parts["seg"])}
+
+    def evaluate(self) -> EvalResult:
+        """Validation metrics; updates best.pt and last.pt."""
+        result = evaluate(self.model, self.val_loader, self.data.class_names, self.device, self.cfg.amp)
+        self.log.append({"kind": "eval", "step": self.step, **result.summary(), "iou": result.iou})
+        if result.miou > self.best_miou:
+            self.best_miou = result.miou
+            self.save("best.pt", with_state=False)
+        self.save("last.pt", with_state=True)
+        self.log.plot()
+        return result
+
+    def fit(self, callbacks: Sequence[StepCallback] = ()) -> TrainResult:
+        """Train from the current step to ``total_steps``; Ctrl-C saves last.pt and re-raises."""
+        cfg = self.cfg
+        result = TrainResult(self.run_dir, self.step, self.best_miou, None)
+        batches = iter(train_loader(self.data, cfg, self.step))
+        window: list[dict[str, float]] = []
+        seen, busy = 0, 0.0
+        columns = (
+            TextColumn("[bold]train"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeRemainingColumn(),
+        )
+        with Progress(*columns, disable=self.quiet) as bar:
+            task = bar.add_task("train", total=self.total_steps, completed=self.step, info="")
+            miou = "-"
+            try:
+                while self.step < self.total_steps:
+                    start = time.perf_counter()
+                    batch = next(batches)
+                    losses = self.train_step(batch)
+                    self.step += 1
+                    busy += time.perf_counter() - start
+                    seen += len(batch["image"])
+                    result.losses.append(losses["loss"])
+                    window.append(losses)
+                    if self.step % cfg.log_every == 0 or self.step == self.total_steps:
+                        self._log_train(window, seen / busy)
+                        window = []
+                    if self.step % cfg.eval_every == 0 or self.step == self.total_steps:
+                        result.last_eval = self.evaluate()
+                        miou = f"{result.last_eval.miou:.3f}"
+                    info = f"loss {losses['loss']:.3f}  mIoU {miou}  {seen / busy:.1f} img/s"
+                    bar.update(task, completed=self.step, info=info)
+                    for callback in callbacks:
+                        callback(self.step, losses)
+            except KeyboardInterrupt:
+                self.save("last.pt", with_state=True)
+                raise
+        if self.step == result.step:  # nothing left to do (a finished run resumed)
+            self.save("last.pt", with_state=True)
+        result.step, result.best_miou = self.step, self.best_miou
+        return result
+
+    def _log_train(self, window: list[dict[str, float]], images_per_s: float) -> None:
+        mean = {k: sum(w[k] for w in window) / len(window) for k in window[0]}
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.log.append({"kind": "train", "step": self.step, **mean, "lr": lr, "img_s": images_per_s})
