@@ -39,3 +39,8 @@ def test_total_steps() -> None:
     assert TrainConfig(steps=5, epochs=3).total_steps(100) == 5
     assert TrainConfig(epochs=2, batch_size=16).total_steps(100) == 13
     assert TrainConfig().total_steps(100) == DEFAULT_STEPS
+
+
+def test_heatmap_scale_defaults_to_pixel_count() -> None:
+    assert TrainConfig(image_size=64).resolved_heatmap_scale() == 4096.0
+    assert TrainConfig(image_size=64, heatmap_scale=1.0).resolved_heatmap_scale() == 1.0

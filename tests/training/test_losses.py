@@ -148,3 +148,13 @@ def test_total_loss_weights_and_parts(batch):
     torch.testing.assert_close(total, 10.0 * cls)
     total.backward()
     assert torch.all(heatmaps.grad == 0) and logits.grad is not None
+
+
+def test_heatmap_scale_multiplies_the_pixel_logits() -> None:
+    torch.manual_seed(0)
+    heatmaps = torch.randn(2, 3, 4, 4) * 1e-3
+    masks = torch.randint(0, 3, (2, 4, 4))
+    has = torch.ones(2, dtype=torch.bool)
+    scaled = segmentation_loss(heatmaps, masks, has, scale=1000.0)
+    torch.testing.assert_close(scaled, segmentation_loss(heatmaps * 1000.0, masks, has))
+    assert not torch.isclose(scaled, segmentation_loss(heatmaps, masks, has))

@@ -26,7 +26,7 @@ def _classes(text: str | None) -> tuple[int, ...] | None:
 
 def main(
     source: Annotated[Path | None, typer.Argument(help="Run folder or checkpoint (.pt).", show_default=False)] = None,
-    out: Annotated[Path | None, typer.Option(help="Output folder [default: <run>/export].")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: <run>/export).")] = None,
     topk: Annotated[int | None, typer.Option(help="Heatmaps for background + the top-k classes only.")] = None,
     classes: Annotated[str | None, typer.Option(help="Heatmaps for these class ids only, e.g. 0,1,5.")] = None,
     batch: Annotated[str, typer.Option(help="Batch size B (profile 1,B,B) or min,opt,max.")] = "1",

@@ -42,6 +42,9 @@ def main(
     cosine: Annotated[bool, typer.Option(help="Warm-up + cosine learning-rate schedule.")] = True,
     w_cls: Annotated[float, typer.Option(help="Weight of the tag (multi-label) loss; 0 = pixel labels only.")] = 10.0,
     w_seg: Annotated[float, typer.Option(help="Weight of the heatmap cross-entropy.")] = 1.0,
+    heatmap_scale: Annotated[
+        float | None, typer.Option(help="Heatmap factor in the pixel loss (default H*W; 1 = reference).")
+    ] = None,
     pixel_share: Annotated[float, typer.Option(help="Share of each batch drawn from the pixel-labelled images.")] = 0.5,
     eps: Annotated[float, typer.Option(help="LRP stabiliser epsilon.")] = 1e-6,
     boundary: Annotated[str, typer.Option(help="Label 255: ignore, or background (the reference).")] = "ignore",
@@ -75,6 +78,7 @@ def main(
             cosine=cosine,
             w_cls=w_cls,
             w_seg=w_seg,
+            heatmap_scale=heatmap_scale,
             pixel_share=pixel_share,
             eps=eps,
             boundary=boundary,

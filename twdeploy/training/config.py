@@ -29,6 +29,9 @@ class TrainConfig:
     ``separate`` gives the noisy decoder half full-size Adam steps and the tag loss rises
     (0.59 -> 0.90 in 425 steps) while ``summed`` learns it (0.53 -> 0.25 in 200 steps).
     ``amp`` means bf16 autocast, on CUDA only. ``class_chunk`` bounds decoder memory.
+    ``heatmap_scale`` multiplies the heatmaps inside the pixel loss only (masks are the argmax,
+    unchanged); None means H*W, so the mean per-pixel logit is on the scale of the class logit
+    (relevance sums to about ``z_c`` over the image). 1.0 is the reference's ``hm_sf``.
     """
 
     data: str = "synthetic"
@@ -43,6 +46,7 @@ class TrainConfig:
     cosine: bool = True
     w_cls: float = 10.0
     w_seg: float = 1.0
+    heatmap_scale: float | None = None
     pixel_share: float = 0.5
     eps: float = 1e-6
     boundary: str = "ignore"
@@ -75,6 +79,7 @@ class TrainConfig:
             "pixel_share": (0.0 <= self.pixel_share <= 1.0, "in [0, 1]"),
             "w_cls": (self.w_cls >= 0, "non-negative"),
             "w_seg": (self.w_seg >= 0, "non-negative"),
+            "heatmap_scale": (self.heatmap_scale is None or self.heatmap_scale > 0, "positive"),
             "steps": (self.steps is None or self.steps >= 1, "at least 1"),
             "epochs": (self.epochs is None or self.epochs > 0, "positive"),
             "pixel_labels": (self.pixel_labels is None or self.pixel_labels >= 0, "non-negative"),
@@ -88,6 +93,10 @@ class TrainConfig:
             if not ok:
                 raise TwdeployError(f"--{name.replace('_', '-')} must be {need}, got {getattr(self, name)!r}")
         return self
+
+    def resolved_heatmap_scale(self) -> float:
+        """The pixel loss's heatmap factor: ``heatmap_scale``, or H*W when unset."""
+        return float(self.image_size**2) if self.heatmap_scale is None else self.heatmap_scale
 
     def total_steps(self, train_images: int) -> int:
         """Optimiser steps of the whole run."""

@@ -32,12 +32,14 @@ def segmentation_loss(
     has_mask: torch.Tensor,
     ignore_index: int = 255,
     boundary: Boundary = "ignore",
+    scale: float = 1.0,
 ) -> torch.Tensor:
-    """Cross-entropy of the K class heatmaps (N, K, H, W), used as logits, against masks (N, H, W).
+    """Cross-entropy of the K class heatmaps (N, K, H, W), times ``scale``, used as logits, against masks (N, H, W).
 
     Only images with ``has_mask`` (N,) contribute; the loss is the mean over their valid pixels.
     ``boundary="ignore"`` skips ``ignore_index`` pixels, ``"background"`` counts them as class 0
     (the reference's choice). With no valid pixel the loss is 0, still attached to the graph.
+    ``scale`` (the reference's ``hm_sf``, 1 there) leaves the argmax, hence the masks, unchanged.
     """
     if heatmaps.ndim != 4 or masks.shape != (heatmaps.shape[0], *heatmaps.shape[2:]):
         raise ValueError(
@@ -52,7 +54,7 @@ def segmentation_loss(
         raise ValueError(f"boundary must be 'ignore' or 'background', got {boundary!r}")
     # Select first: heatmaps of images without masks never enter the loss, so non-finite values there
     # cannot leak into the gradient.
-    logits = heatmaps[has_mask].float()
+    logits = heatmaps[has_mask].float() * scale
     target = masks[has_mask].long()
     if boundary == "background":
         target = target.masked_fill(target == ignore_index, 0)
@@ -73,11 +75,12 @@ def total_loss(
     background_weight: float = 0.0,
     ignore_index: int = 255,
     boundary: Boundary = "ignore",
+    heatmap_scale: float = 1.0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """``w_cls * L_cls + w_seg * L_seg`` and its unweighted parts (detached, for logging).
 
     ``w_cls`` defaults to 10, the reference's batch size, by which it multiplies the tag loss.
     """
     cls = classification_loss(logits, tags, background_weight)
-    seg = segmentation_loss(heatmaps, masks, has_mask, ignore_index, boundary)
+    seg = segmentation_loss(heatmaps, masks, has_mask, ignore_index, boundary, heatmap_scale)
     return w_cls * cls + w_seg * seg, {"cls": cls.detach(), "seg": seg.detach()}

@@ -153,6 +153,7 @@ class Trainer:
             w_cls=cfg.w_cls,
             w_seg=cfg.w_seg,
             boundary=cfg.boundary,  # type: ignore[arg-type]
+            heatmap_scale=cfg.resolved_heatmap_scale(),
         )
         value = float(loss.detach())
         if not math.isfinite(value):
