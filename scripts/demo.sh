@@ -11,10 +11,10 @@ bash scripts/install.sh
 export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-ACTIVE}"
 
 rm -rf runs/demo runs/demo-segment
-twdeploy train --data synthetic --arch resnet_mini --image-size 96 --steps "$STEPS" --name demo
+twdeploy train --data synthetic --arch vgg_mini --image-size 64 --steps "$STEPS" --name demo
 twdeploy export runs/demo
 
-python scripts/demo_samples.py runs/demo-segment/inputs --images 16 --frames 60 --size 96
+python scripts/demo_samples.py runs/demo-segment/inputs --images 16 --frames 60 --size 128
 twdeploy segment runs/demo/export/model.onnx runs/demo-segment/inputs/images \
     --save mask,overlay,heatmaps,json --batch 4 --out runs/demo-segment/images
 twdeploy segment runs/demo/export/model.onnx runs/demo-segment/inputs/video.mp4 \

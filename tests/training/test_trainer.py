@@ -25,18 +25,21 @@ def _weights(run: Path) -> dict[str, torch.Tensor]:
     return read_checkpoint(run / "checkpoints" / "last.pt")["model"]
 
 
-@pytest.mark.slow
 def test_learns_beyond_all_background(tmp_path: Path) -> None:
-    cfg = _cfg(tmp_path, "ci", data="synthetic:400", pixel_labels=None, steps=600, eval_every=600, val_images=None)
+    """20 pixel-labelled + tagged synthetic scenes, 300 steps: well above predicting background everywhere."""
+    cfg = _cfg(
+        tmp_path, "ci", data="synthetic:1000", arch="vgg_mini", pixel_labels=20, batch_size=16, steps=300,
+        eval_every=300, log_every=50, val_images=200, lr=1e-3, w_cls=1.0,
+    )
     result = train(cfg, quiet=True)
     val = build_dataset(cfg.data, "val", cfg.image_size, train=False)
     baseline = ConfusionMatrix(val.num_classes)
-    for i in range(len(val)):
+    for i in range(200):
         mask = val[i]["mask"]
         baseline.update(torch.zeros_like(mask), mask)
-    assert result.step == 60
+    assert result.step == 300
     assert result.last_eval is not None
-    assert result.last_eval.miou > 1.8 * baseline.miou(), (result.last_eval.miou, baseline.miou())
+    assert result.last_eval.miou > 1.6 * baseline.miou(), (result.last_eval.miou, baseline.miou())
     run = result.run_dir
     for name in ("config.json", "metrics.jsonl", "curves.png", "checkpoints/best.pt", "checkpoints/last.pt"):
         assert (run / name).is_file(), name

@@ -20,44 +20,55 @@ config.json, metrics.jsonl, curves.png and checkpoints/{{best,last}}.pt.
 \b
 Examples:
   twdeploy train                                   # CPU demo on built-in synthetic scenes
-  twdeploy train --data synthetic --arch resnet_mini --image-size 96 --steps 600
+  twdeploy train --data synthetic --arch vgg_mini --image-size 64 --steps 600
   twdeploy train --data voc:~/VOCdevkit --arch resnet50 --image-size 256 --pixel-labels 100 --lr 1e-5
   twdeploy train --w-cls 0 --name pixels-only      # baseline without the tag loss
   twdeploy train --resume runs/NAME                # continue a stopped run
 """
 
 console = Console()
+_DEFAULTS = TrainConfig()
 
 
 def main(
-    data: Annotated[str, typer.Option(help="synthetic, synthetic:N, voc:PATH or folder:PATH.")] = "synthetic",
-    arch: Annotated[str, typer.Option(help="Backbone, e.g. resnet_mini, vgg_mini, resnet50, vgg16.")] = "resnet_mini",
-    image_size: Annotated[int, typer.Option(help="Square input size in pixels.")] = 96,
+    data: Annotated[str, typer.Option(help="synthetic, synthetic:N, voc:PATH or folder:PATH.")] = _DEFAULTS.data,
+    arch: Annotated[str, typer.Option(help="Backbone, e.g. resnet_mini, vgg_mini, resnet50, vgg16.")] = _DEFAULTS.arch,
+    image_size: Annotated[int, typer.Option(help="Square input size in pixels.")] = _DEFAULTS.image_size,
     pixel_labels: Annotated[int, typer.Option(help="Pixel-label budget (class-balanced draw); -1 = every mask.")] = 20,
     steps: Annotated[int | None, typer.Option(help=f"Optimiser steps (default {DEFAULT_STEPS}).")] = None,
     epochs: Annotated[float | None, typer.Option(help="Passes over the training set (if no --steps).")] = None,
-    batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 16,
-    lr: Annotated[float, typer.Option(help="AdamW learning rate (1e-5 fine-tunes a pretrained classifier).")] = 1e-3,
-    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 1e-4,
-    cosine: Annotated[bool, typer.Option(help="Warm-up + cosine learning-rate schedule.")] = True,
-    w_cls: Annotated[float, typer.Option(help="Weight of the tag (multi-label) loss; 0 = pixel labels only.")] = 10.0,
-    w_seg: Annotated[float, typer.Option(help="Weight of the heatmap cross-entropy.")] = 1.0,
+    batch_size: Annotated[int, typer.Option(help="Images per batch.")] = _DEFAULTS.batch_size,
+    lr: Annotated[
+        float, typer.Option(help="AdamW learning rate (1e-5 fine-tunes a pretrained classifier).")
+    ] = _DEFAULTS.lr,
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = _DEFAULTS.weight_decay,
+    cosine: Annotated[bool, typer.Option(help="Warm-up + cosine learning-rate schedule.")] = _DEFAULTS.cosine,
+    w_cls: Annotated[
+        float, typer.Option(help="Weight of the tag (multi-label) loss; 0 = pixel labels only.")
+    ] = _DEFAULTS.w_cls,
+    w_seg: Annotated[float, typer.Option(help="Weight of the heatmap cross-entropy.")] = _DEFAULTS.w_seg,
     heatmap_scale: Annotated[
         float | None, typer.Option(help="Heatmap factor in the pixel loss (default H*W; 1 = reference).")
     ] = None,
-    pixel_share: Annotated[float, typer.Option(help="Share of each batch drawn from the pixel-labelled images.")] = 0.5,
-    eps: Annotated[float, typer.Option(help="LRP stabiliser epsilon.")] = 1e-6,
-    boundary: Annotated[str, typer.Option(help="Label 255: ignore, or background (the reference).")] = "ignore",
-    normalization: Annotated[str, typer.Option(help="Input scaling: unit ((x+1)/256) or meanstd.")] = "unit",
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    amp: Annotated[bool, typer.Option(help="bf16 autocast on CUDA (ignored on CPU).")] = True,
+    pixel_share: Annotated[
+        float, typer.Option(help="Share of each batch drawn from the pixel-labelled images.")
+    ] = _DEFAULTS.pixel_share,
+    eps: Annotated[float, typer.Option(help="LRP stabiliser epsilon.")] = _DEFAULTS.eps,
+    boundary: Annotated[
+        str, typer.Option(help="Label 255: ignore, or background (the reference).")
+    ] = _DEFAULTS.boundary,
+    normalization: Annotated[
+        str, typer.Option(help="Input scaling: unit ((x+1)/256) or meanstd.")
+    ] = _DEFAULTS.normalization,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = _DEFAULTS.device,
+    amp: Annotated[bool, typer.Option(help="bf16 autocast on CUDA (ignored on CPU).")] = _DEFAULTS.amp,
     class_chunk: Annotated[int | None, typer.Option(help="Decode this many classes at a time (bounds memory).")] = None,
-    tie: Annotated[str, typer.Option(help="Tied weights in AdamW: summed, or separate (reference).")] = "summed",
-    eval_every: Annotated[int, typer.Option(help="Evaluate and checkpoint every N steps.")] = 250,
-    log_every: Annotated[int, typer.Option(help="Log training losses every N steps.")] = 25,
+    tie: Annotated[str, typer.Option(help="Tied weights in AdamW: summed, or separate (reference).")] = _DEFAULTS.tie,
+    eval_every: Annotated[int, typer.Option(help="Evaluate and checkpoint every N steps.")] = _DEFAULTS.eval_every,
+    log_every: Annotated[int, typer.Option(help="Log training losses every N steps.")] = _DEFAULTS.log_every,
     val_images: Annotated[int | None, typer.Option(help="Evaluate on the first N validation images only.")] = None,
-    workers: Annotated[int, typer.Option(help="DataLoader worker processes.")] = 0,
-    seed: Annotated[int, typer.Option(help="Seed for initialisation, pixel budget and batches.")] = 0,
+    workers: Annotated[int, typer.Option(help="DataLoader worker processes.")] = _DEFAULTS.workers,
+    seed: Annotated[int, typer.Option(help="Seed for initialisation, pixel budget and batches.")] = _DEFAULTS.seed,
     out: Annotated[Path, typer.Option(help="Parent folder of run folders.")] = Path("runs"),
     name: Annotated[str | None, typer.Option(help="Run folder name (default ARCH-DATA-TIMESTAMP).")] = None,
     resume: Annotated[Path | None, typer.Option(help="Continue this run folder (other options ignored).")] = None,

@@ -35,8 +35,8 @@ class TrainConfig:
     """
 
     data: str = "synthetic"
-    arch: str = "resnet_mini"
-    image_size: int = 96
+    arch: str = "vgg_mini"
+    image_size: int = 64
     pixel_labels: int | None = 20
     steps: int | None = None
     epochs: float | None = None
