@@ -181,15 +181,7 @@ def avgpool2d(
     padding: tuple[int, int],
     eps: float,
 ) -> Tensor:
-    """Epsilon rule for ``AvgPool2d`` (count_include_pad): a grouped uniform ConvTranspose."""
-    classes, channels = int(r.shape[1]), int(a.shape[1])
-    s = fold(divide(r, y, eps))
-    uniform = torch.full(
-        (channels, 1, *kernel), 1.0 / (kernel[0] * kernel[1]), dtype=s.dtype, device=s.device
-    )
-    output_padding = tuple(
-        int(a.shape[2 + i]) - ((int(y.shape[2 + i]) - 1) * stride[i] - 2 * padding[i] + kernel[i])
-        for i in range(2)
-    )
-    c = F.conv_transpose2d(s, uniform, None, stride, padding, output_padding, channels)
-    return a.unsqueeze(1) * unfold(c, classes)
+    """Epsilon rule for ``AvgPool2d`` (count_include_pad): the conv rule with a uniform grouped kernel."""
+    channels = int(a.shape[1])
+    uniform = torch.full((channels, 1, *kernel), 1.0 / (kernel[0] * kernel[1]), dtype=r.dtype, device=r.device)
+    return conv2d(a, y, r, uniform, stride, padding, (1, 1), channels, eps)
