@@ -23,7 +23,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 def test_help_shows_examples() -> None:
     result = CliRunner().invoke(app, ["train", "--help"])
     assert result.exit_code == 0
-    assert "twdeploy train --data synthetic --arch resnet_mini" in result.output
+    assert "twdeploy train --data synthetic --arch vgg_mini" in result.output
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from twdeploy.training.trainer import resume, train
 
 def _cfg(tmp_path: Path, name: str, **kw) -> TrainConfig:
     base = dict(
-        data="synthetic:48", image_size=64, batch_size=4, steps=6, eval_every=3, log_every=2,
+        data="synthetic:48", arch="resnet_mini", image_size=64, batch_size=4, steps=6, eval_every=3, log_every=2,
         val_images=4, lr=2e-3, out=str(tmp_path), name=name,
     )
     return TrainConfig(**{**base, **kw})
