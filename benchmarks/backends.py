@@ -1,12 +1,18 @@
 """Torch eager vs ONNX Runtime (CPU) on the same export: ms/img (median) and the speed ratio.
 
-python benchmarks/backends.py --archs resnet50,vgg16 --size 256 --classes 21 --selections all,top3 --batches 1,4
+Each backend is timed in its own child process: torch's OpenMP threads (spinning under
+OMP_WAIT_POLICY=ACTIVE) and ONNX Runtime's thread pool would otherwise steal each other's cores.
+
+    OMP_WAIT_POLICY=ACTIVE python benchmarks/backends.py --archs resnet50,vgg16 --selections all,top3 --batches 1,4
 """
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -18,6 +24,9 @@ import typer
 from twdeploy.export.onnx import save_onnx, to_onnx
 from twdeploy.export.verify import ort_runner, torch_runner
 from twdeploy.model.card import ModelCard
+from twdeploy.model.io import load_model, save_checkpoint
+
+app = typer.Typer(add_completion=False)
 
 
 def _median_ms(run, images: np.ndarray, repeats: int) -> float:
@@ -30,6 +39,27 @@ def _median_ms(run, images: np.ndarray, repeats: int) -> float:
     return statistics.median(times)
 
 
+@app.command(hidden=True)
+def child(backend: str, model: Path, batch: int, repeats: int, threads: int) -> None:
+    """Time one backend on one model file; print its ms/img as JSON."""
+    torch.set_num_threads(threads)
+    if backend == "torch":
+        segmenter, card = load_model(model)
+        run = torch_runner(segmenter)
+    else:
+        card = ModelCard.from_json(json.loads(model.with_suffix(".card.json").read_text()))
+        run = ort_runner(model, threads=threads)
+    images = np.random.default_rng(0).random((batch, 3, *card.image_size), dtype=np.float32)
+    print(json.dumps({"ms": _median_ms(run, images, repeats)}))
+
+
+def _measure(backend: str, model: Path, batch: int, repeats: int, threads: int) -> float:
+    cmd = [sys.executable, __file__, "child", backend, str(model), str(batch), str(repeats), str(threads)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return float(json.loads(out.strip().splitlines()[-1])["ms"])
+
+
+@app.command()
 def main(
     archs: str = "resnet50,vgg16",
     size: int = 256,
@@ -40,12 +70,12 @@ def main(
     threads: int = 0,
 ) -> None:
     """Print one row per (arch, selection, batch): torch ms/img, ORT ms/img, ratio."""
-    if threads:
-        torch.set_num_threads(threads)
-    n = torch.get_num_threads()
+    n = threads or torch.get_num_threads()
+    torch.set_num_threads(1)  # idle OpenMP workers of this process would spin and steal the children's cores
     print(
-        f"threads: torch {n}, onnxruntime intra-op {n}; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, "
-        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, cpus {os.cpu_count()}"
+        f"threads: torch {n}, onnxruntime intra-op {n}, each backend in its own process; "
+        f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, "
+        f"cpus {os.cpu_count()}"
     )
     print(f"{'arch':<10}{'selection':<10}{'batch':>6}{'torch ms/img':>14}{'ORT ms/img':>12}{'ratio':>8}")
     names = tuple(f"c{i}" for i in range(classes))
@@ -55,17 +85,17 @@ def main(
             card = ModelCard(arch, names, image_size=(size, size)).with_selection(topk=topk)
             model = card.build().eval()
             with tempfile.TemporaryDirectory() as tmp:
-                path = Path(tmp) / "model.onnx"
-                save_onnx(to_onnx(model, card), path)
-                ort = ort_runner(path, threads=n)
+                checkpoint, onnx_path = Path(tmp) / "model.pt", Path(tmp) / "model.onnx"
+                save_checkpoint(checkpoint, model, card)
+                save_onnx(to_onnx(model, card), onnx_path)
+                onnx_path.with_suffix(".card.json").write_text(json.dumps(card.to_json()))
                 for batch in (int(b) for b in batches.split(",")):
-                    images = np.random.default_rng(0).random((batch, 3, size, size), dtype=np.float32)
-                    t_ms = _median_ms(torch_runner(model), images, repeats)
-                    o_ms = _median_ms(ort, images, repeats)
+                    t_ms = _measure("torch", checkpoint, batch, repeats, n)
+                    o_ms = _measure("onnxruntime", onnx_path, batch, repeats, n)
                     print(
                         f"{arch:<10}{selection:<10}{batch:>6}{t_ms:>14.1f}{o_ms:>12.1f}{t_ms / o_ms:>7.2f}x", flush=True
                     )
 
 
 if __name__ == "__main__":
-    typer.run(main)
+    app()
