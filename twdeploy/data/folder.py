@@ -27,11 +27,10 @@ from pathlib import Path
 import numpy as np
 
 from twdeploy.data.base import Loaded, SegmentationDataset
-from twdeploy.data.imageio import check_ids, check_mask, read_label_png, read_rgb, tags_from_mask
+from twdeploy.data.imageio import IMAGE_SUFFIXES, check_ids, check_mask, read_label_png, read_rgb, tags_from_mask
 from twdeploy.data.transforms import Transform
 from twdeploy.errors import TwdeployError
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 _SEPARATORS = re.compile(r"[;\s]+")
 
 

@@ -8,6 +8,8 @@ from PIL import Image, UnidentifiedImageError
 
 from twdeploy.errors import BadItemError
 
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+
 IGNORE = 255
 """Mask value for unknown / ignored pixels."""
 

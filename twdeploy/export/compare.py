@@ -24,6 +24,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+import torch
+
+from twdeploy.model.segmenter import masks_from_heatmaps
 
 Outputs = dict[str, np.ndarray]
 
@@ -64,10 +67,8 @@ class Check:
 
 def masks(outputs: Outputs) -> np.ndarray:
     """Class-id masks ``(N, H, W)`` from heatmaps (and class ids, when the export selects classes)."""
-    index = outputs["heatmaps"].argmax(axis=1)
-    if "class_ids" not in outputs:
-        return index
-    return np.take_along_axis(outputs["class_ids"], index.reshape(len(index), -1), axis=1).reshape(index.shape)
+    ids = torch.from_numpy(outputs["class_ids"]) if "class_ids" in outputs else None
+    return masks_from_heatmaps(torch.from_numpy(outputs["heatmaps"]), ids).numpy()
 
 
 def measure(reference: Outputs, candidate: Outputs) -> dict[str, float]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from twdeploy.data.transforms import Normalization, to_input
 from twdeploy.inference.backends import Backend
@@ -21,6 +22,7 @@ from twdeploy.inference.render import overlay, resize_mask
 from twdeploy.inference.sinks import SegmentWriter
 from twdeploy.inference.sources import Frame, Skipped
 from twdeploy.model.card import ModelCard
+from twdeploy.model.segmenter import masks_from_heatmaps
 
 STAGES = ("decode", "preprocess", "inference", "postprocess")
 LIVE_MAX_WAIT_S = 0.05
@@ -54,8 +56,8 @@ def masks_at_original_size(
     heatmaps: np.ndarray, class_ids: np.ndarray | None, sizes: list[tuple[int, int]]
 ) -> list[np.ndarray]:
     """``argmax_c h_c`` mapped to class ids, resized (nearest) to each image's original (H, W)."""
-    index = heatmaps.argmax(axis=1)
-    masks = index if class_ids is None else np.take_along_axis(class_ids[:, :, None, None], index[:, None], 1)[:, 0]
+    ids = None if class_ids is None else torch.from_numpy(class_ids)
+    masks = masks_from_heatmaps(torch.from_numpy(heatmaps), ids).numpy()
     return [resize_mask(mask, size) for mask, size in zip(masks, sizes, strict=True)]
 
 

@@ -20,9 +20,9 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from twdeploy.data.imageio import IMAGE_SUFFIXES
 from twdeploy.errors import BadItemError, TwdeployError
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 VIDEO_SUFFIXES = frozenset(
     {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts", ".3gp"}
 )
