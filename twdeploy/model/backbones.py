@@ -38,9 +38,11 @@ class ChainNet(nn.Module):
 
 
 class ResidualBlock(nn.Module):
-    """``relu(f(x) + s(x))``; relevance splits in proportion to the two summands."""
+    """``relu(f(x) + s(x))`` (plain ``f(x) + s(x)`` without ``relu_after_sum``); relevance splits
+    in proportion to the two summands."""
 
     downsample: nn.Module | None
+    relu_after_sum = True
 
     def residual_branch(self) -> list[nn.Module]:
         """The layers of ``f``."""
@@ -53,7 +55,8 @@ class ResidualBlock(nn.Module):
         f, saved_f = chain_forward(self.residual_branch(), x)
         s, saved_s = lrp_forward(self.downsample, x) if self.downsample is not None else (x, None)
         total = f + s
-        return F.relu(total), (saved_f, saved_s, f, s, total)
+        out = F.relu(total) if self.relu_after_sum else total
+        return out, (saved_f, saved_s, f, s, total)
 
     def lrp_relevance(self, saved: Any, r: Tensor, ctx: DecoderContext) -> Tensor:
         saved_f, saved_s, f, s, total = saved
