@@ -130,7 +130,7 @@ class InvertedResidual(_MBConvLayers, ResidualBlock):
 
 
 def _repeats(repeats: int, depth: float) -> int:
-    return int(math.ceil(depth * repeats))
+    return math.ceil(depth * repeats)
 
 
 def _width(channels: int, width: float, divisor: int = 8) -> int:

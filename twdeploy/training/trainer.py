@@ -19,7 +19,6 @@ from typing import Any
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from twdeploy.data import Normalization
 from twdeploy.errors import TwdeployError
 from twdeploy.model.card import ModelCard
 from twdeploy.model.io import read_checkpoint, save_checkpoint
@@ -28,6 +27,7 @@ from twdeploy.training.config import TrainConfig
 from twdeploy.training.data import build_run_data, eval_loader, train_loader
 from twdeploy.training.device import autocast, resolve_device
 from twdeploy.training.evaluate import EvalResult, evaluate
+from twdeploy.training.init import initialise, input_normalization, with_start_normalization
 from twdeploy.training.losses import total_loss
 from twdeploy.training.runlog import RunLog
 from twdeploy.training.schedule import build_scheduler
@@ -56,13 +56,15 @@ def default_run_dir(cfg: TrainConfig) -> Path:
 
 def train(cfg: TrainConfig, callbacks: Sequence[StepCallback] = (), quiet: bool = False) -> TrainResult:
     """Start a new run in :func:`default_run_dir`; an existing run folder is a one-line error."""
-    cfg.validate()
+    cfg = with_start_normalization(cfg.validate())
     run_dir = default_run_dir(cfg)
     if (run_dir / "config.json").exists():
         raise TwdeployError(f"{run_dir}: run folder exists; pick another --name or continue it with --resume {run_dir}")
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg.save(run_dir / "config.json")
-    return Trainer(cfg, run_dir, quiet).fit(callbacks)
+    trainer = Trainer(cfg, run_dir, quiet)
+    initialise(trainer.model, cfg, trainer.card.class_names)
+    return trainer.fit(callbacks)
 
 
 def resume(run_dir: str | Path, callbacks: Sequence[StepCallback] = (), quiet: bool = False) -> TrainResult:
@@ -89,7 +91,7 @@ class Trainer:
             cfg.arch,
             tuple(self.data.class_names),
             (cfg.image_size, cfg.image_size),
-            normalization=Normalization(mode=cfg.normalization).to_dict(),
+            normalization=input_normalization(cfg.arch, cfg.normalization).to_dict(),
             eps=cfg.eps,
         )
         self.model = self.card.build(cfg.class_chunk).to(self.device).train()
