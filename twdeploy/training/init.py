@@ -4,11 +4,13 @@ input normalisation they imply."""
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 from twdeploy.data import Normalization
+from twdeploy.errors import TwdeployError
 from twdeploy.model.card import ModelCard
 from twdeploy.model.io import read_checkpoint
-from twdeploy.model.pretrained import LoadReport, init_from_run, load_pretrained
+from twdeploy.model.pretrained import LoadReport, init_from_run, load_pretrained, packaged_weights_file
 from twdeploy.model.registry import get_backbone
 from twdeploy.model.segmenter import Segmenter
 from twdeploy.training.config import TrainConfig
@@ -16,8 +18,12 @@ from twdeploy.training.config import TrainConfig
 
 def with_start_normalization(cfg: TrainConfig) -> TrainConfig:
     """``cfg`` with the normalisation its start weights expect: ``meanstd`` (the architecture's
-    pretrained scaling) for ``--weights``, the earlier run's for ``--init``."""
+    pretrained scaling) for ``--weights``, the earlier run's for ``--init``. A missing source is a
+    one-line error here, before the run folder is made."""
     if cfg.weights is not None:
+        file = packaged_weights_file(cfg.arch) if cfg.weights == "imagenet" else Path(cfg.weights)
+        if not file.is_file():
+            raise TwdeployError(f"{file}: no such weight file; check --weights")
         return replace(cfg, normalization="meanstd")
     if cfg.init is not None:
         card = ModelCard.from_dict(read_checkpoint(cfg.init)["card"])
