@@ -19,7 +19,13 @@ CLASSIFY_FOLDER = "classify"
 def classify_stage_config(cfg: TrainConfig, run_dir: Path) -> TrainConfig:
     """The config of a recipe's classify stage: same data and net, ``classify_steps`` steps, no recipe."""
     return replace(
-        cfg, stage="classify", recipe=None, steps=cfg.classify_steps, epochs=None, out=str(run_dir), name=CLASSIFY_FOLDER
+        cfg,
+        stage="classify",
+        recipe=None,
+        steps=cfg.classify_steps,
+        epochs=None,
+        out=str(run_dir),
+        name=CLASSIFY_FOLDER,
     )
 
 

@@ -212,7 +212,8 @@ class Trainer:
     def evaluate(self) -> EvalResult:
         """Validation metrics; updates best.pt and last.pt."""
         result = evaluate(self.model, self.val_loader, self.data.class_names, self.device, self.cfg.amp)
-        self.log.append({"kind": "eval", "stage": self.cfg.stage, "step": self.step, **result.summary(), "iou": result.iou})
+        record = {"kind": "eval", "stage": self.cfg.stage, "step": self.step, **result.summary(), "iou": result.iou}
+        self.log.append(record)
         if result.miou > self.best_miou:
             self.best_miou = result.miou
             self.save("best.pt", with_state=False)
