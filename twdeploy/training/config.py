@@ -15,6 +15,8 @@ Tie = Literal["separate", "summed"]
 TIE_MODES = ("separate", "summed")
 DEVICES = ("auto", "cpu", "cuda")
 BOUNDARIES = ("ignore", "background")
+STAGES = ("classify", "segment")
+RECIPES = ("paper",)
 DEFAULT_STEPS = 1000
 
 
@@ -32,6 +34,10 @@ class TrainConfig:
     ``heatmap_scale`` multiplies the heatmaps inside the pixel loss only (masks are the argmax,
     unchanged); None means H*W, so the mean per-pixel logit is on the scale of the class logit
     (relevance sums to about ``z_c`` over the image). 1.0 is the reference's ``hm_sf``.
+    ``stage`` ``classify`` trains the encoder on the tags alone (no decoder in the step);
+    ``segment`` trains tags + heatmaps. ``recipe`` ``paper`` runs a classify stage of
+    ``classify_steps`` steps, then the segment stage (``steps``) from its weights (docs/training.md).
+    ``clip_grad`` caps the global gradient norm (None: no clipping).
     """
 
     data: str = "synthetic"
@@ -55,6 +61,10 @@ class TrainConfig:
     amp: bool = True
     class_chunk: int | None = None
     tie: str = "summed"
+    stage: str = "segment"
+    recipe: str | None = None
+    classify_steps: int = 500
+    clip_grad: float | None = None
     eval_every: int = 250
     log_every: int = 25
     val_images: int | None = None
@@ -71,6 +81,10 @@ class TrainConfig:
             "tie": (self.tie in TIE_MODES, f"one of {', '.join(TIE_MODES)}"),
             "device": (self.device in DEVICES, f"one of {', '.join(DEVICES)}"),
             "boundary": (self.boundary in BOUNDARIES, f"one of {', '.join(BOUNDARIES)}"),
+            "stage": (self.stage in STAGES, f"one of {', '.join(STAGES)}"),
+            "recipe": (self.recipe is None or self.recipe in RECIPES, f"one of {', '.join(RECIPES)}"),
+            "classify_steps": (self.classify_steps >= 1, "at least 1"),
+            "clip_grad": (self.clip_grad is None or self.clip_grad > 0, "positive"),
             "normalization": (self.normalization in ("unit", "meanstd"), "unit or meanstd"),
             "image_size": (self.image_size >= 32, "at least 32"),
             "batch_size": (self.batch_size >= 1, "at least 1"),
@@ -92,6 +106,8 @@ class TrainConfig:
         for name, (ok, need) in checks.items():
             if not ok:
                 raise TwdeployError(f"--{name.replace('_', '-')} must be {need}, got {getattr(self, name)!r}")
+        if self.recipe is not None and self.stage != "segment":
+            raise TwdeployError(f"--recipe {self.recipe} runs both stages itself; drop --stage {self.stage}")
         return self
 
     def resolved_heatmap_scale(self) -> float:

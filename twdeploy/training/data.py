@@ -74,7 +74,9 @@ def build_run_data(cfg: TrainConfig) -> RunData:
     if len(train) == 0 or len(val) == 0:
         raise TwdeployError(f"{cfg.data}: the train or val split is empty; add images or change --data")
     labelled = np.array([i for i in range(len(train)) if train.has_pixel_labels(i)], dtype=np.int64)
-    if cfg.pixel_labels is None:
+    if cfg.stage == "classify":  # tags only: every image is a tag image
+        chosen = labelled[:0]
+    elif cfg.pixel_labels is None:
         chosen = labelled
     else:
         tags = train.tags_matrix()[labelled]
