@@ -65,6 +65,9 @@ def main(
     class_chunk: Annotated[int | None, typer.Option(help="Decode this many classes at a time (bounds memory).")] = None,
     tie: Annotated[str, typer.Option(help="Tied weights in AdamW: summed, or separate (reference).")] = _DEFAULTS.tie,
     eval_every: Annotated[int, typer.Option(help="Evaluate and checkpoint every N steps.")] = _DEFAULTS.eval_every,
+    save_every: Annotated[
+        int, typer.Option(help="Also save checkpoints/last.pt every N steps between evaluations (0 = off).")
+    ] = _DEFAULTS.save_every,
     log_every: Annotated[int, typer.Option(help="Log training losses every N steps.")] = _DEFAULTS.log_every,
     val_images: Annotated[int | None, typer.Option(help="Evaluate on the first N validation images only.")] = None,
     workers: Annotated[int, typer.Option(help="DataLoader worker processes.")] = _DEFAULTS.workers,
@@ -99,6 +102,7 @@ def main(
             class_chunk=class_chunk,
             tie=tie,
             eval_every=eval_every,
+            save_every=save_every,
             log_every=log_every,
             val_images=val_images,
             workers=workers,
