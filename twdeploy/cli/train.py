@@ -77,6 +77,9 @@ def main(
     ] = _DEFAULTS.classify_steps,
     clip_grad: Annotated[float | None, typer.Option(help="Clip the global gradient norm to this.")] = None,
     eval_every: Annotated[int, typer.Option(help="Evaluate and checkpoint every N steps.")] = _DEFAULTS.eval_every,
+    save_every: Annotated[
+        int, typer.Option(help="Also save checkpoints/last.pt every N steps between evaluations (0 = off).")
+    ] = _DEFAULTS.save_every,
     log_every: Annotated[int, typer.Option(help="Log training losses every N steps.")] = _DEFAULTS.log_every,
     val_images: Annotated[int | None, typer.Option(help="Evaluate on the first N validation images only.")] = None,
     workers: Annotated[int, typer.Option(help="DataLoader worker processes.")] = _DEFAULTS.workers,
@@ -115,6 +118,7 @@ def main(
             classify_steps=classify_steps,
             clip_grad=clip_grad,
             eval_every=eval_every,
+            save_every=save_every,
             log_every=log_every,
             val_images=val_images,
             workers=workers,

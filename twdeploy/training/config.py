@@ -66,6 +66,7 @@ class TrainConfig:
     classify_steps: int = 500
     clip_grad: float | None = None
     eval_every: int = 250
+    save_every: int = 0
     log_every: int = 25
     val_images: int | None = None
     workers: int = 0
@@ -88,8 +89,8 @@ class TrainConfig:
             "normalization": (self.normalization in ("unit", "meanstd"), "unit or meanstd"),
             "image_size": (self.image_size >= 32, "at least 32"),
             "batch_size": (self.batch_size >= 1, "at least 1"),
-            "lr": (self.lr > 0, "positive"),
-            "eps": (self.eps > 0, "positive"),
+            "lr": (0 < self.lr < math.inf, "positive and finite"),
+            "eps": (0 < self.eps < math.inf, "positive and finite"),
             "pixel_share": (0.0 <= self.pixel_share <= 1.0, "in [0, 1]"),
             "w_cls": (self.w_cls >= 0, "non-negative"),
             "w_seg": (self.w_seg >= 0, "non-negative"),
@@ -99,10 +100,13 @@ class TrainConfig:
             "pixel_labels": (self.pixel_labels is None or self.pixel_labels >= 0, "non-negative"),
             "class_chunk": (self.class_chunk is None or self.class_chunk >= 1, "at least 1"),
             "eval_every": (self.eval_every >= 1, "at least 1"),
+            "save_every": (self.save_every >= 0, "0 (only at evaluations) or more"),
             "log_every": (self.log_every >= 1, "at least 1"),
             "val_images": (self.val_images is None or self.val_images >= 1, "at least 1"),
             "workers": (self.workers >= 0, "non-negative"),
         }
+        if self.name is not None and (not self.name or Path(self.name).name != self.name or self.name in (".", "..")):
+            raise TwdeployError(f"--name {self.name!r}: must be one folder name inside --out, without '/' or '..'")
         for name, (ok, need) in checks.items():
             if not ok:
                 raise TwdeployError(f"--{name.replace('_', '-')} must be {need}, got {getattr(self, name)!r}")
