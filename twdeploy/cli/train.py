@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -25,6 +26,7 @@ Examples:
   twdeploy train --recipe paper --classify-steps 500 --steps 1000   # tags-only classifier, then heatmaps
   twdeploy train --stage classify --steps 500      # the tags-only classifier stage alone
   twdeploy train --w-cls 0 --name pixels-only      # baseline without the tag loss
+  twdeploy train --model unet --name unet          # the paper's U-Net baseline on the same encoder
   twdeploy train --resume runs/NAME                # continue a stopped run
 """
 
@@ -34,6 +36,9 @@ _DEFAULTS = TrainConfig()
 
 def main(
     data: Annotated[str, typer.Option(help="synthetic, synthetic:N, voc:PATH or folder:PATH.")] = _DEFAULTS.data,
+    model: Annotated[
+        str, typer.Option(help="heatmap (LRP decoder), or the baselines unet (masks only) and mtunet (+ tags).")
+    ] = _DEFAULTS.model,
     arch: Annotated[str, typer.Option(help="Backbone, e.g. resnet_mini, vgg_mini, resnet50, vgg16.")] = _DEFAULTS.arch,
     image_size: Annotated[int, typer.Option(help="Square input size in pixels.")] = _DEFAULTS.image_size,
     pixel_labels: Annotated[int, typer.Option(help="Pixel-label budget (class-balanced draw); -1 = every mask.")] = 20,
@@ -93,6 +98,7 @@ def main(
     else:
         cfg = TrainConfig(
             data=data,
+            model=model,
             arch=arch,
             image_size=image_size,
             pixel_labels=None if pixel_labels < 0 else pixel_labels,
@@ -129,9 +135,10 @@ def main(
         result = train_run(cfg)
     if result.last_eval is not None:
         e = result.last_eval
+        f1 = "-" if math.isnan(e.f1) else f"{e.f1:.3f}"  # nan: a U-Net has no classifier
         console.print(
             f"step {result.step}: val mIoU {e.miou:.3f} (best {result.best_miou:.3f}), "
-            f"pixel acc {e.pixel_accuracy:.3f}, tag F1 {e.f1:.3f}"
+            f"pixel acc {e.pixel_accuracy:.3f}, tag F1 {f1}"
         )
     console.print(f"run folder: {result.run_dir}")
     console.print(f"next: twdeploy export {result.run_dir}")

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from twdeploy.errors import TwdeployError
 from twdeploy.model.backbones import BACKBONES
+from twdeploy.model.card import MODEL_KINDS
 
 Tie = Literal["separate", "summed"]
 TIE_MODES = ("separate", "summed")
@@ -30,6 +31,8 @@ class TrainConfig:
     ``summed`` one. Default ``summed``: measured from scratch at lr 1e-3 (resnet_mini, synthetic),
     ``separate`` gives the noisy decoder half full-size Adam steps and the tag loss rises
     (0.59 -> 0.90 in 425 steps) while ``summed`` learns it (0.53 -> 0.25 in 200 steps).
+    ``model`` is the kind (card.MODEL_KINDS): the heatmap segmenter, or the paper's U-Net
+    (pixel masks only) and multi-task U-Net (masks + tags) baselines on the same encoder.
     ``amp`` means bf16 autocast, on CUDA only. ``class_chunk`` bounds decoder memory.
     ``heatmap_scale`` multiplies the heatmaps inside the pixel loss only (masks are the argmax,
     unchanged); None means H*W, so the mean per-pixel logit is on the scale of the class logit
@@ -41,6 +44,7 @@ class TrainConfig:
     """
 
     data: str = "synthetic"
+    model: str = "heatmap"
     arch: str = "vgg_mini"
     image_size: int = 64
     pixel_labels: int | None = 20
@@ -79,6 +83,7 @@ class TrainConfig:
         if self.arch not in BACKBONES:
             raise TwdeployError(f"unknown architecture {self.arch!r}; choose one of: {', '.join(BACKBONES)}")
         checks = {
+            "model": (self.model in MODEL_KINDS, f"one of {', '.join(MODEL_KINDS)}"),
             "tie": (self.tie in TIE_MODES, f"one of {', '.join(TIE_MODES)}"),
             "device": (self.device in DEVICES, f"one of {', '.join(DEVICES)}"),
             "boundary": (self.boundary in BOUNDARIES, f"one of {', '.join(BOUNDARIES)}"),
@@ -114,8 +119,15 @@ class TrainConfig:
             raise TwdeployError(f"--recipe {self.recipe} runs both stages itself; drop --stage {self.stage}")
         return self
 
+    @property
+    def tag_weight(self) -> float:
+        """The tag loss's weight: ``w_cls``, or 0 for the plain U-Net (trained on pixel masks only)."""
+        return 0.0 if self.model == "unet" else self.w_cls
+
     def resolved_heatmap_scale(self) -> float:
-        """The pixel loss's heatmap factor: ``heatmap_scale``, or H*W when unset."""
+        """The pixel loss's heatmap factor: ``heatmap_scale``, or H*W when unset; 1 for U-Net score maps."""
+        if self.model != "heatmap":
+            return 1.0
         return float(self.image_size**2) if self.heatmap_scale is None else self.heatmap_scale
 
     def total_steps(self, train_images: int) -> int:

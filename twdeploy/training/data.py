@@ -91,9 +91,12 @@ def build_run_data(cfg: TrainConfig) -> RunData:
         chosen = labelled[select_pixel_labelled(tags, cfg.pixel_labels, seed=cfg.seed)]
     train = train.with_pixel_budget(chosen.tolist())
     rest = np.setdiff1d(np.arange(len(train)), chosen)
-    tag_only = rest if cfg.w_cls > 0 else rest[:0]  # without the tag loss, tag-only images teach nothing
+    tag_only = rest if cfg.tag_weight > 0 else rest[:0]  # without the tag loss, tag-only images teach nothing
     if not len(chosen) and not len(tag_only):
-        raise TwdeployError("no training signal: no pixel-labelled images and --w-cls 0; raise --pixel-labels")
+        raise TwdeployError(
+            "no training signal: no pixel-labelled images and no tag loss (--w-cls 0 or --model unet); "
+            "raise --pixel-labels"
+        )
     if cfg.val_images is not None and cfg.val_images < len(val):
         val = Subset(val, range(cfg.val_images))  # type: ignore[assignment]
     for split in (train, val):

@@ -1,4 +1,4 @@
-"""The training loop: mixed batches, tag + heatmap losses, AdamW, evaluation, checkpoints, resume.
+"""The training loop: mixed batches, tag + heatmap (or U-Net score map) losses, AdamW, evaluation, checkpoints, resume.
 
 A run lives in ``runs/<name>/``: ``config.json``, ``metrics.jsonl``, ``curves.png`` and
 ``checkpoints/{best,last}.pt``. ``last.pt`` carries optimiser, scheduler, step and RNG state,
@@ -125,12 +125,13 @@ class Trainer:
             (cfg.image_size, cfg.image_size),
             normalization=Normalization(mode=cfg.normalization).to_dict(),
             eps=cfg.eps,
+            model=cfg.model,
         )
         self.model = self.card.build(cfg.class_chunk)
         if start_from is not None:  # the weights of an earlier stage (same card)
             self.model.load_state_dict(read_checkpoint(start_from)["model"])
         self.model.to(self.device).train()
-        self.aliases = decoder_aliases(self.model, cfg.tie)
+        self.aliases = decoder_aliases(self.model, cfg.tie) if cfg.model == "heatmap" else {}
         params = [*self.model.parameters(), *self.aliases.values()]
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.total_steps = cfg.total_steps(len(self.data.train))
@@ -174,6 +175,14 @@ class Trainer:
         save_checkpoint(self.run_dir / "checkpoints" / name, self.model, self.card, extra)
 
     # -- loop -------------------------------------------------------------------------------------
+    def score_maps(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(logits, class score maps)`` of a batch: tied LRP heatmaps, or a U-Net's own maps."""
+        if self.cfg.model != "heatmap":
+            return self.model(images)
+        logits, saved = self.model.encode(images)
+        r_top, _ = self.model.start_relevance(logits)
+        return logits, decode_chunked(self.model, saved, r_top, self.aliases, self.cfg.class_chunk)
+
     def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
         """One optimiser step on a batch; returns the loss and its unweighted parts."""
         dev, cfg = self.device, self.cfg
@@ -184,16 +193,14 @@ class Trainer:
             cls = classification_loss(logits, batch["tags"].to(dev))
             return self._step(cfg.w_cls * cls, {"cls": float(cls.detach())})
         with autocast(dev, cfg.amp):
-            logits, saved = self.model.encode(images)
-            r_top, _ = self.model.start_relevance(logits)
-            heatmaps = decode_chunked(self.model, saved, r_top, self.aliases, cfg.class_chunk)
+            logits, heatmaps = self.score_maps(images)
         loss, parts = total_loss(
             logits,
             batch["tags"].to(dev),
             heatmaps,
             batch["mask"].to(dev),
             batch["has_mask"].to(dev),
-            w_cls=cfg.w_cls,
+            w_cls=cfg.tag_weight,
             w_seg=cfg.w_seg,
             boundary=cfg.boundary,  # type: ignore[arg-type]
             heatmap_scale=cfg.resolved_heatmap_scale(),
