@@ -23,6 +23,8 @@ Examples:
   twdeploy train                                   # CPU demo on built-in synthetic scenes
   twdeploy train --data synthetic --arch vgg_mini --image-size 64 --steps 600
   twdeploy train --data voc:~/VOCdevkit --arch resnet50 --image-size 256 --pixel-labels 100 --lr 1e-5
+  twdeploy train --recipe paper --classify-steps 500 --steps 1000   # tags-only classifier, then heatmaps
+  twdeploy train --stage classify --steps 500      # the tags-only classifier stage alone
   twdeploy train --w-cls 0 --name pixels-only      # baseline without the tag loss
   twdeploy train --model unet --name unet          # the paper's U-Net baseline on the same encoder
   twdeploy train --resume runs/NAME                # continue a stopped run
@@ -69,7 +71,20 @@ def main(
     amp: Annotated[bool, typer.Option(help="bf16 autocast on CUDA (ignored on CPU).")] = _DEFAULTS.amp,
     class_chunk: Annotated[int | None, typer.Option(help="Decode this many classes at a time (bounds memory).")] = None,
     tie: Annotated[str, typer.Option(help="Tied weights in AdamW: summed, or separate (reference).")] = _DEFAULTS.tie,
+    stage: Annotated[
+        str, typer.Option(help="classify (tags only, no decoder) or segment (tags + heatmaps).")
+    ] = _DEFAULTS.stage,
+    recipe: Annotated[
+        str | None, typer.Option(help="paper: a classify stage, then the segment stage from its weights.")
+    ] = None,
+    classify_steps: Annotated[
+        int, typer.Option(help="Steps of the recipe's classify stage (--steps counts the segment stage).")
+    ] = _DEFAULTS.classify_steps,
+    clip_grad: Annotated[float | None, typer.Option(help="Clip the global gradient norm to this.")] = None,
     eval_every: Annotated[int, typer.Option(help="Evaluate and checkpoint every N steps.")] = _DEFAULTS.eval_every,
+    save_every: Annotated[
+        int, typer.Option(help="Also save checkpoints/last.pt every N steps between evaluations (0 = off).")
+    ] = _DEFAULTS.save_every,
     log_every: Annotated[int, typer.Option(help="Log training losses every N steps.")] = _DEFAULTS.log_every,
     val_images: Annotated[int | None, typer.Option(help="Evaluate on the first N validation images only.")] = None,
     workers: Annotated[int, typer.Option(help="DataLoader worker processes.")] = _DEFAULTS.workers,
@@ -104,7 +119,12 @@ def main(
             amp=amp,
             class_chunk=class_chunk,
             tie=tie,
+            stage=stage,
+            recipe=recipe,
+            classify_steps=classify_steps,
+            clip_grad=clip_grad,
             eval_every=eval_every,
+            save_every=save_every,
             log_every=log_every,
             val_images=val_images,
             workers=workers,

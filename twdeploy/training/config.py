@@ -16,6 +16,8 @@ Tie = Literal["separate", "summed"]
 TIE_MODES = ("separate", "summed")
 DEVICES = ("auto", "cpu", "cuda")
 BOUNDARIES = ("ignore", "background")
+STAGES = ("classify", "segment")
+RECIPES = ("paper",)
 DEFAULT_STEPS = 1000
 
 
@@ -35,6 +37,10 @@ class TrainConfig:
     ``heatmap_scale`` multiplies the heatmaps inside the pixel loss only (masks are the argmax,
     unchanged); None means H*W, so the mean per-pixel logit is on the scale of the class logit
     (relevance sums to about ``z_c`` over the image). 1.0 is the reference's ``hm_sf``.
+    ``stage`` ``classify`` trains the encoder on the tags alone (no decoder in the step);
+    ``segment`` trains tags + heatmaps. ``recipe`` ``paper`` runs a classify stage of
+    ``classify_steps`` steps, then the segment stage (``steps``) from its weights (docs/training.md).
+    ``clip_grad`` caps the global gradient norm (None: no clipping).
     """
 
     data: str = "synthetic"
@@ -59,7 +65,12 @@ class TrainConfig:
     amp: bool = True
     class_chunk: int | None = None
     tie: str = "summed"
+    stage: str = "segment"
+    recipe: str | None = None
+    classify_steps: int = 500
+    clip_grad: float | None = None
     eval_every: int = 250
+    save_every: int = 0
     log_every: int = 25
     val_images: int | None = None
     workers: int = 0
@@ -76,11 +87,15 @@ class TrainConfig:
             "tie": (self.tie in TIE_MODES, f"one of {', '.join(TIE_MODES)}"),
             "device": (self.device in DEVICES, f"one of {', '.join(DEVICES)}"),
             "boundary": (self.boundary in BOUNDARIES, f"one of {', '.join(BOUNDARIES)}"),
+            "stage": (self.stage in STAGES, f"one of {', '.join(STAGES)}"),
+            "recipe": (self.recipe is None or self.recipe in RECIPES, f"one of {', '.join(RECIPES)}"),
+            "classify_steps": (self.classify_steps >= 1, "at least 1"),
+            "clip_grad": (self.clip_grad is None or self.clip_grad > 0, "positive"),
             "normalization": (self.normalization in ("unit", "meanstd"), "unit or meanstd"),
             "image_size": (self.image_size >= 32, "at least 32"),
             "batch_size": (self.batch_size >= 1, "at least 1"),
-            "lr": (self.lr > 0, "positive"),
-            "eps": (self.eps > 0, "positive"),
+            "lr": (0 < self.lr < math.inf, "positive and finite"),
+            "eps": (0 < self.eps < math.inf, "positive and finite"),
             "pixel_share": (0.0 <= self.pixel_share <= 1.0, "in [0, 1]"),
             "w_cls": (self.w_cls >= 0, "non-negative"),
             "w_seg": (self.w_seg >= 0, "non-negative"),
@@ -90,13 +105,18 @@ class TrainConfig:
             "pixel_labels": (self.pixel_labels is None or self.pixel_labels >= 0, "non-negative"),
             "class_chunk": (self.class_chunk is None or self.class_chunk >= 1, "at least 1"),
             "eval_every": (self.eval_every >= 1, "at least 1"),
+            "save_every": (self.save_every >= 0, "0 (only at evaluations) or more"),
             "log_every": (self.log_every >= 1, "at least 1"),
             "val_images": (self.val_images is None or self.val_images >= 1, "at least 1"),
             "workers": (self.workers >= 0, "non-negative"),
         }
+        if self.name is not None and (not self.name or Path(self.name).name != self.name or self.name in (".", "..")):
+            raise TwdeployError(f"--name {self.name!r}: must be one folder name inside --out, without '/' or '..'")
         for name, (ok, need) in checks.items():
             if not ok:
                 raise TwdeployError(f"--{name.replace('_', '-')} must be {need}, got {getattr(self, name)!r}")
+        if self.recipe is not None and self.stage != "segment":
+            raise TwdeployError(f"--recipe {self.recipe} runs both stages itself; drop --stage {self.stage}")
         return self
 
     @property

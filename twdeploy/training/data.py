@@ -6,6 +6,7 @@ so the batches of a resumed run equal those of an uninterrupted one, whatever th
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 from twdeploy.data import MixedBatchSampler, Normalization, SegmentationDataset, build_dataset, select_pixel_labelled
 from twdeploy.errors import TwdeployError
 from twdeploy.training.config import TrainConfig
+
+logger = logging.getLogger(__name__)
 
 
 class StepSeeded(Dataset[dict[str, Any]]):
@@ -74,7 +77,14 @@ def build_run_data(cfg: TrainConfig) -> RunData:
     if len(train) == 0 or len(val) == 0:
         raise TwdeployError(f"{cfg.data}: the train or val split is empty; add images or change --data")
     labelled = np.array([i for i in range(len(train)) if train.has_pixel_labels(i)], dtype=np.int64)
-    if cfg.pixel_labels is None:
+    if cfg.stage != "classify" and cfg.pixel_labels is not None and cfg.pixel_labels > len(labelled):
+        logger.warning(
+            "--pixel-labels %d: only %d training images have masks in %s; using those %d",
+            cfg.pixel_labels, len(labelled), cfg.data, len(labelled),
+        )
+    if cfg.stage == "classify":  # tags only: every image is a tag image
+        chosen = labelled[:0]
+    elif cfg.pixel_labels is None:
         chosen = labelled
     else:
         tags = train.tags_matrix()[labelled]
@@ -89,6 +99,8 @@ def build_run_data(cfg: TrainConfig) -> RunData:
         )
     if cfg.val_images is not None and cfg.val_images < len(val):
         val = Subset(val, range(cfg.val_images))  # type: ignore[assignment]
+    for split in (train, val):
+        split[0]  # the first readable item, or a one-line error now rather than after all steps
     return RunData(train, val, chosen, tag_only)
 
 
