@@ -15,8 +15,8 @@ import torch
 
 from twdeploy import atomic
 from twdeploy.errors import TwdeployError
-from twdeploy.model.backbones import BACKBONES
 from twdeploy.model.card import ModelCard
+from twdeploy.model.registry import backbone_names
 from twdeploy.model.segmenter import Segmenter
 
 CHECKPOINT_FORMAT = "twdeploy-checkpoint/1"
@@ -87,10 +87,10 @@ def checkpoint_card(payload: dict[str, Any], file: Path) -> ModelCard:
         card = ModelCard.from_dict(data)
     except (ValueError, TypeError, AttributeError, KeyError) as exc:
         raise TwdeployError(f"{file}: unusable model card ({exc}); upgrade twdeploy or retrain") from None
-    if card.arch not in BACKBONES:
+    if card.arch not in backbone_names():
         raise TwdeployError(
-            f"{file}: unknown architecture {card.arch!r} in the model card; upgrade twdeploy "
-            f"(this one knows {', '.join(BACKBONES)})"
+            f"{file}: unknown architecture {card.arch!r} in the model card; upgrade twdeploy or register it "
+            f"with twdeploy.model.registry.register_backbone (this one knows {', '.join(backbone_names())})"
         )
     return card
 
@@ -98,7 +98,7 @@ def checkpoint_card(payload: dict[str, Any], file: Path) -> ModelCard:
 def weights_arch(state: dict[str, Any], card: ModelCard) -> str | None:
     """The backbone whose parameter names and shapes match ``state`` (built on the meta device), if any."""
     shapes = {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
-    for arch in BACKBONES:
+    for arch in backbone_names():
         with torch.device("meta"):
             candidate = replace(card, arch=arch).build().state_dict()
         if {k: tuple(v.shape) for k, v in candidate.items()} == shapes:
