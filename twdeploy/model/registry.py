@@ -125,4 +125,9 @@ register_backbone(
     lambda k, c: VGG([16, "M", 32, "M", 64, "M", 64, "M"], k, c, hidden=128, pool=2, dropout=0.2),
     image_size=64,
 )
+register_backbone(
+    "vgg_mini_bn",
+    lambda k, c: VGG([16, "M", 32, "M", 64, "M", 64, "M"], k, c, True, hidden=128, pool=2, dropout=0.2),
+    image_size=64,
+)
 register_backbone("resnet_mini", lambda k, c: ResNet(BasicBlock, [1, 1, 1, 1], k, c, width=16), image_size=64)
