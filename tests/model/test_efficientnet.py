@@ -125,3 +125,8 @@ def test_full_lite0_conserves_relevance_in_float64() -> None:
     with torch.no_grad():
         logits, heatmaps = Segmenter(net, num_classes=3, eps=1e-12)(x)
     torch.testing.assert_close(heatmaps.sum(dim=(2, 3)), logits, rtol=1e-6, atol=1e-9)
+
+
+def test_negative_zero_pad_is_refused() -> None:
+    with pytest.raises(ValueError, match="negative padding"):
+        Segmenter(Chain(nn.ZeroPad2d(-1), nn.Flatten(1), nn.Linear(12, 2)), num_classes=2)
