@@ -11,7 +11,6 @@ inside; the relevance divisions stay float32 (``twdeploy.model.rules.precise``).
 
 from __future__ import annotations
 
-import copy
 import io
 import json
 import os
@@ -28,6 +27,7 @@ from twdeploy import atomic
 from twdeploy.data.transforms import Normalization
 from twdeploy.errors import TwdeployError
 from twdeploy.model.card import ModelCard
+from twdeploy.model.folding import fold_batchnorm
 from twdeploy.model.segmenter import Segmenter
 
 DEFAULT_OPSET = 17
@@ -77,11 +77,12 @@ def metadata(card: ModelCard, half: bool) -> dict[str, str]:
 
 
 def to_onnx(model: Segmenter, card: ModelCard, opset: int = DEFAULT_OPSET, half: bool = False) -> onnx.ModelProto:
-    """Trace ``model`` with the TorchScript exporter; the result passes onnx.checker and shape inference."""
+    """Trace ``model`` (batch norms folded) with the TorchScript exporter; checked and shape-inferred."""
     if model.selection.mode != card.selection:
         raise ValueError(f"model selects {model.selection.mode!r} classes but the card says {card.selection!r}")
     names = model.output_names
-    module = _Exported(copy.deepcopy(model).half() if half else model)
+    folded = fold_batchnorm(model)
+    module = _Exported(folded.half() if half else folded)
     dummy = torch.rand(2, card.in_channels, *card.image_size, generator=torch.Generator().manual_seed(0))
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():

@@ -15,6 +15,7 @@ import torch
 from twdeploy import atomic
 from twdeploy.errors import TwdeployError
 from twdeploy.model.card import ModelCard
+from twdeploy.model.folding import fold_batchnorm
 from twdeploy.model.segmenter import Segmenter
 
 CHECKPOINT_FORMAT = "twdeploy-checkpoint/1"
@@ -74,8 +75,13 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return payload
 
 
-def load_model(path: str | Path, class_chunk: int | None = None) -> tuple[Segmenter, ModelCard]:
-    """Rebuild the segmenter of a checkpoint or run folder, in eval mode."""
+def load_model(
+    path: str | Path, class_chunk: int | None = None, fold_bn: bool = True
+) -> tuple[Segmenter, ModelCard]:
+    """Rebuild the segmenter of a checkpoint or run folder, in eval mode.
+
+    ``fold_bn`` merges batch norms into their convs (canonical LRP, :func:`fold_batchnorm`).
+    """
     payload = read_checkpoint(path)
     card = ModelCard.from_dict(payload["card"])
     model = card.build(class_chunk)
@@ -84,4 +90,4 @@ def load_model(path: str | Path, class_chunk: int | None = None) -> tuple[Segmen
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
         raise TwdeployError(f"{resolve_checkpoint(path)}: weights do not fit {card.arch} ({first})") from None
-    return model.eval(), card
+    return (fold_batchnorm(model) if fold_bn else model.eval()), card
