@@ -16,6 +16,7 @@ import torch
 from twdeploy import atomic
 from twdeploy.errors import TwdeployError
 from twdeploy.model.card import ModelCard
+from twdeploy.model.folding import fold_batchnorm
 from twdeploy.model.registry import backbone_names
 from twdeploy.model.segmenter import Segmenter
 
@@ -106,8 +107,13 @@ def weights_arch(state: dict[str, Any], card: ModelCard) -> str | None:
     return None
 
 
-def load_model(path: str | Path, class_chunk: int | None = None) -> tuple[Segmenter, ModelCard]:
-    """Rebuild the segmenter of a checkpoint or run folder, in eval mode."""
+def load_model(
+    path: str | Path, class_chunk: int | None = None, fold_bn: bool = True
+) -> tuple[Segmenter, ModelCard]:
+    """Rebuild the model of a checkpoint or run folder, in eval mode.
+
+    ``fold_bn`` merges a segmenter's batch norms into their convs (canonical LRP, :func:`fold_batchnorm`).
+    """
     file = resolve_checkpoint(path)
     payload = read_checkpoint(file)
     card = checkpoint_card(payload, file)
@@ -124,4 +130,4 @@ def load_model(path: str | Path, class_chunk: int | None = None) -> tuple[Segmen
             f"{file}: the card says {card.arch} with {card.num_classes} classes but the file holds {held}; "
             "the checkpoint was edited or mixed up: use the original or retrain"
         ) from None
-    return model.eval(), card
+    return (fold_batchnorm(model) if fold_bn and isinstance(model, Segmenter) else model.eval()), card
