@@ -50,7 +50,7 @@ def test_weights_file_starts_the_run_with_the_pretrained_normalization(tmp_path:
     path, state = imagenet_file
     run = train(_cfg(tmp_path, "pre", weights=str(path)), quiet=True).run_dir
     assert json.loads((run / "config.json").read_text())["normalization"] == "meanstd"
-    model, card = load_model(run / "checkpoints" / "last.pt")
+    model, card = load_model(run / "checkpoints" / "last.pt", fold_bn=False)
     assert card.normalization == IMAGENET_NORMALIZATION
     torch.testing.assert_close(model.encoder.layer3[0].conv2.weight, state["layer3.0.conv2.weight"], atol=1e-6, rtol=0)
     assert model.encoder.fc.weight.shape[0] == card.num_classes
