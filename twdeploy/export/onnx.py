@@ -27,7 +27,7 @@ import twdeploy
 from twdeploy import atomic
 from twdeploy.data.transforms import Normalization
 from twdeploy.errors import TwdeployError
-from twdeploy.model.card import ModelCard
+from twdeploy.model.card import ModelCard, SegmentationModel
 from twdeploy.model.segmenter import Segmenter
 from twdeploy.model.unet import UNet
 
@@ -91,7 +91,7 @@ def metadata(card: ModelCard, half: bool) -> dict[str, str]:
 
 
 def to_onnx(
-    model: Segmenter | UNet, card: ModelCard, opset: int = DEFAULT_OPSET, half: bool = False
+    model: SegmentationModel, card: ModelCard, opset: int = DEFAULT_OPSET, half: bool = False
 ) -> onnx.ModelProto:
     """Trace ``model`` with the TorchScript exporter; the result passes onnx.checker and shape inference."""
     if model.selection.mode != card.selection:

@@ -16,8 +16,7 @@ import torch
 from twdeploy import atomic
 from twdeploy.errors import TwdeployError
 from twdeploy.model.backbones import BACKBONES
-from twdeploy.model.card import ModelCard
-from twdeploy.model.segmenter import Segmenter
+from twdeploy.model.card import ModelCard, SegmentationModel
 
 CHECKPOINT_FORMAT = "twdeploy-checkpoint/1"
 CHECKPOINT_NAMES = ("best.pt", "last.pt")
@@ -31,7 +30,7 @@ def atomic_save(obj: Any, path: Path) -> None:
 
 
 def save_checkpoint(
-    path: Path, model: Segmenter, card: ModelCard, training: dict[str, Any] | None = None
+    path: Path, model: SegmentationModel, card: ModelCard, training: dict[str, Any] | None = None
 ) -> None:
     """Write a checkpoint atomically; ``training`` holds optimiser/step state for resuming."""
     payload: dict[str, Any] = {
@@ -106,8 +105,8 @@ def weights_arch(state: dict[str, Any], card: ModelCard) -> str | None:
     return None
 
 
-def load_model(path: str | Path, class_chunk: int | None = None) -> tuple[Segmenter, ModelCard]:
-    """Rebuild the segmenter of a checkpoint or run folder, in eval mode."""
+def load_model(path: str | Path, class_chunk: int | None = None) -> tuple[SegmentationModel, ModelCard]:
+    """Rebuild the model (its card's kind) of a checkpoint or run folder, in eval mode."""
     file = resolve_checkpoint(path)
     payload = read_checkpoint(file)
     card = checkpoint_card(payload, file)
