@@ -20,7 +20,7 @@ from twdeploy.model.card import ModelCard
         ("unet", "vgg_mini", 64),
         ("mtunet", "resnet_mini", 64),
         ("unet", "resnet18", 32),
-        ("mtunet", "efficientnet_lite0", 32),
+        pytest.param("mtunet", "efficientnet_lite0", 32, marks=pytest.mark.slow),
         pytest.param("mtunet", "vgg16", 64, marks=pytest.mark.slow),
     ],
 )
