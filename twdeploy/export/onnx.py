@@ -27,7 +27,7 @@ import twdeploy
 from twdeploy import atomic
 from twdeploy.data.transforms import Normalization
 from twdeploy.errors import TwdeployError
-from twdeploy.model.card import ModelCard
+from twdeploy.model.card import ModelCard, SegmentationModel
 from twdeploy.model.folding import fold_batchnorm
 from twdeploy.model.segmenter import Segmenter
 from twdeploy.model.unet import UNet
@@ -92,7 +92,7 @@ def metadata(card: ModelCard, half: bool) -> dict[str, str]:
 
 
 def to_onnx(
-    model: Segmenter | UNet, card: ModelCard, opset: int = DEFAULT_OPSET, half: bool = False
+    model: SegmentationModel, card: ModelCard, opset: int = DEFAULT_OPSET, half: bool = False
 ) -> onnx.ModelProto:
     """Trace ``model`` (a segmenter's batch norms folded) with the TorchScript exporter; checked and shape-inferred."""
     if model.selection.mode != card.selection:

@@ -32,7 +32,7 @@ from twdeploy.export.onnx import DEFAULT_OPSET, save_onnx, to_onnx
 from twdeploy.export.report import Artifact, ExportReport, lint_dicts, table
 from twdeploy.export.triton import TritonOptions, write_repository
 from twdeploy.export.verify import Reference, ort_runner, reference, torch_runner, verify_against
-from twdeploy.model.card import ModelCard
+from twdeploy.model.card import ModelCard, SegmentationModel
 from twdeploy.model.folding import fold_batchnorm
 from twdeploy.model.io import load_model, resolve_checkpoint
 from twdeploy.model.segmenter import Segmenter
@@ -79,22 +79,24 @@ def prepare_output(out: Path) -> Path:
     return out
 
 
-def select(model: Segmenter, card: ModelCard, options: ExportOptions) -> tuple[Segmenter, ModelCard]:
-    """The model with the export's class selection (and class chunk), same weights, batch norms folded."""
+def select(
+    model: SegmentationModel, card: ModelCard, options: ExportOptions
+) -> tuple[SegmentationModel, ModelCard]:
+    """The model with the export's class selection (and class chunk), same weights, a segmenter's batch norms folded."""
     if options.topk is not None and options.classes is not None:
         raise TwdeployError("--topk and --classes exclude each other; choose one")
-    if options.topk is not None or options.classes is not None:
-        card = card.with_selection(classes=options.classes, topk=options.topk)
     try:
+        if options.topk is not None or options.classes is not None:
+            card = card.with_selection(classes=options.classes, topk=options.topk)
         selected = card.build(options.class_chunk)
     except ValueError as exc:
         raise TwdeployError(f"class selection: {exc}") from None
     selected.load_state_dict(model.state_dict())
-    return fold_batchnorm(selected), card
+    return (fold_batchnorm(selected) if isinstance(selected, Segmenter) else selected.eval()), card
 
 
 def _write_onnx(
-    model: Segmenter, card: ModelCard, path: Path, options: ExportOptions, half: bool, report: ExportReport
+    model: SegmentationModel, card: ModelCard, path: Path, options: ExportOptions, half: bool, report: ExportReport
 ) -> Artifact:
     began = time.perf_counter()
     proto = to_onnx(model, card, options.opset, half)

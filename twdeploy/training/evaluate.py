@@ -11,9 +11,8 @@ from torch.utils.data import DataLoader, Subset
 
 from twdeploy.data import Normalization, build_dataset
 from twdeploy.errors import TwdeployError
+from twdeploy.model.card import SegmentationModel
 from twdeploy.model.io import load_model
-from twdeploy.model.segmenter import Segmenter
-from twdeploy.model.unet import UNet
 from twdeploy.training.data import eval_loader
 from twdeploy.training.device import autocast, resolve_device
 from twdeploy.training.metrics import ConfusionMatrix, MultiLabelF1
@@ -38,7 +37,7 @@ class EvalResult:
 
 @torch.no_grad()
 def evaluate(
-    model: Segmenter | UNet, loader: DataLoader, class_names: list[str], device: torch.device, amp: bool
+    model: SegmentationModel, loader: DataLoader, class_names: list[str], device: torch.device, amp: bool
 ) -> EvalResult:
     """Run ``model`` (all class heatmaps or score maps) over ``loader``; the model is left in the mode it came in.
 
