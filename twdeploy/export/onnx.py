@@ -1,9 +1,9 @@
 """Segmenter -> ONNX: dynamic batch, static image size, the model card in ``metadata_props``.
 
-Graph interface (float32 whatever the precision inside):
+Graph interface (float32 whatever the precision inside), the same for every model kind:
   ``images``    (N, 3, H, W) float32, preprocessed as the card says
-  ``logits``    (N, K) float32
-  ``heatmaps``  (N, K', H, W) float32
+  ``logits``    (N, K) float32 (a plain U-Net: the spatial maximum of each score map)
+  ``heatmaps``  (N, K', H, W) float32 (a U-Net: its class score maps)
   ``class_ids`` (N, K') int64, only with a fixed-class or top-k selection
 A half-precision export keeps that interface and runs weights and activations in float16
 inside; the relevance divisions stay float32 (``twdeploy.model.rules.precise``).
@@ -11,6 +11,7 @@ inside; the relevance divisions stay float32 (``twdeploy.model.rules.precise``).
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import os
@@ -29,6 +30,7 @@ from twdeploy.errors import TwdeployError
 from twdeploy.model.card import ModelCard
 from twdeploy.model.folding import fold_batchnorm
 from twdeploy.model.segmenter import Segmenter
+from twdeploy.model.unet import UNet
 
 DEFAULT_OPSET = 17
 INPUT_NAME = "images"
@@ -61,12 +63,25 @@ class _Exported(nn.Module):
         return outputs if class_ids is None else (*outputs, class_ids)
 
 
+class _ExportedUNet(nn.Module):
+    """A U-Net's forward behind the float32 interface (no relevance, nothing to rescale)."""
+
+    def __init__(self, model: UNet) -> None:
+        super().__init__()
+        self.model = model
+        self.dtype = next(model.parameters()).dtype
+
+    def forward(self, images: Tensor) -> tuple[Tensor, ...]:
+        return tuple(t.float() for t in self.model(images.to(self.dtype)))
+
+
 def metadata(card: ModelCard, half: bool) -> dict[str, str]:
     """The ``metadata_props`` entries: the card and, for other tools, its main fields spelled out."""
     norm = Normalization.from_dict(card.normalization).to_dict()
     return {
         CARD_KEY: card.to_json(),
         "twdeploy.version": twdeploy.__version__,
+        "twdeploy.model": card.model,
         "twdeploy.arch": card.arch,
         "twdeploy.class_names": json.dumps(list(card.class_names)),
         "twdeploy.input_size": json.dumps(list(card.image_size)),
@@ -76,13 +91,18 @@ def metadata(card: ModelCard, half: bool) -> dict[str, str]:
     }
 
 
-def to_onnx(model: Segmenter, card: ModelCard, opset: int = DEFAULT_OPSET, half: bool = False) -> onnx.ModelProto:
-    """Trace ``model`` (batch norms folded) with the TorchScript exporter; checked and shape-inferred."""
+def to_onnx(
+    model: Segmenter | UNet, card: ModelCard, opset: int = DEFAULT_OPSET, half: bool = False
+) -> onnx.ModelProto:
+    """Trace ``model`` (a segmenter's batch norms folded) with the TorchScript exporter; checked and shape-inferred."""
     if model.selection.mode != card.selection:
         raise ValueError(f"model selects {model.selection.mode!r} classes but the card says {card.selection!r}")
     names = model.output_names
-    folded = fold_batchnorm(model)
-    module = _Exported(folded.half() if half else folded)
+    if isinstance(model, Segmenter):
+        folded = fold_batchnorm(model)
+        module = _Exported(folded.half() if half else folded)
+    else:
+        module = _ExportedUNet(copy.deepcopy(model).half() if half else model)
     dummy = torch.rand(2, card.in_channels, *card.image_size, generator=torch.Generator().manual_seed(0))
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
@@ -101,7 +121,7 @@ def to_onnx(model: Segmenter, card: ModelCard, opset: int = DEFAULT_OPSET, half:
     proto = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
     onnx.checker.check_model(proto)
     proto.producer_name, proto.producer_version = "twdeploy", twdeploy.__version__
-    proto.doc_string = f"twdeploy segmenter {card.arch}: {', '.join(names)}"
+    proto.doc_string = f"twdeploy {card.model} segmenter {card.arch}: {', '.join(names)}"
     onnx.helper.set_model_props(proto, metadata(card, half))
     return proto
 
@@ -111,24 +131,38 @@ def save_onnx(proto: onnx.ModelProto, path: Path) -> int:
     return atomic.write_bytes(path, proto.SerializeToString(), durable=True)
 
 
-def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
-    """``metadata_props`` of an ONNX file; one-line errors for a missing or unreadable file."""
+def _load_proto(path: str | os.PathLike[str]) -> onnx.ModelProto:
+    """The ONNX graph without external data; one-line errors for a missing, empty or unreadable file."""
     path = Path(path)
     if not path.is_file():
         raise TwdeployError(f"{path}: no such file; pass the path of an exported .onnx model")
+    if path.stat().st_size == 0:
+        raise TwdeployError(f"{path}: file is empty (an interrupted copy or export?); export it again")
     try:
-        proto = onnx.load(path, load_external_data=False)
-    except (DecodeError, ValueError) as exc:
+        return onnx.load(path, load_external_data=False)
+    except (DecodeError, ValueError, OSError) as exc:
         raise TwdeployError(f"{path}: not a readable ONNX model ({type(exc).__name__}); re-export it") from None
-    return {p.key: p.value for p in proto.metadata_props}
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """``metadata_props`` of an ONNX file; one-line errors for a missing or unreadable file."""
+    return {p.key: p.value for p in _load_proto(path).metadata_props}
 
 
 def read_card(path: str | os.PathLike[str]) -> ModelCard:
-    """The model card stored in an ONNX file written by :func:`to_onnx`."""
-    props = read_metadata(path)
+    """The model card stored in an ONNX file written by :func:`to_onnx`; checks the graph has its outputs."""
+    proto = _load_proto(path)
+    props = {p.key: p.value for p in proto.metadata_props}
     if CARD_KEY not in props:
         raise TwdeployError(f"{path}: ONNX model has no twdeploy model card; export it with twdeploy export")
     try:
-        return ModelCard.from_json(props[CARD_KEY])
-    except (ValueError, TypeError) as exc:
+        card = ModelCard.from_json(props[CARD_KEY])
+    except (ValueError, TypeError, AttributeError, KeyError) as exc:
         raise TwdeployError(f"{path}: unusable model card ({exc}); re-export with this twdeploy") from None
+    missing = [name for name in ("logits", "heatmaps") if name not in {o.name for o in proto.graph.output}]
+    if missing:
+        raise TwdeployError(
+            f"{path}: ONNX model has a twdeploy card but no {' or '.join(missing)} output (edited after "
+            "export?); export it again with twdeploy export"
+        )
+    return card
