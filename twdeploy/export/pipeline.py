@@ -15,7 +15,6 @@ With ``triton`` set, the served artefact (the engine with --trt, else the fp16 O
 
 from __future__ import annotations
 
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +35,7 @@ from twdeploy.model.card import ModelCard, SegmentationModel
 from twdeploy.model.folding import fold_batchnorm
 from twdeploy.model.io import load_model, resolve_checkpoint
 from twdeploy.model.segmenter import Segmenter
+from twdeploy.paths import output_dir
 
 REPORT_NAME = "export_report.json"
 
@@ -67,16 +67,7 @@ def run_dir(source: Path) -> Path:
 
 def prepare_output(out: Path) -> Path:
     """Create ``out`` and prove it is writable, or fail with one line."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out):
-            pass
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise TwdeployError(
-            f"{out}: cannot write the export there ({reason}); pass --out with a writable folder"
-        ) from None
-    return out
+    return output_dir(out, "--out")
 
 
 def select(
