@@ -13,6 +13,7 @@ from twdeploy.export.batch import parse_batch
 from twdeploy.export.lint import format_findings, has_errors, lint_model
 from twdeploy.export.onnx import DEFAULT_OPSET
 from twdeploy.export.pipeline import ExportOptions, export
+from twdeploy.export.report import table
 
 
 def _classes(text: str | None) -> tuple[int, ...] | None:
@@ -38,6 +39,9 @@ def main(
     ] = None,
     class_chunk: Annotated[int | None, typer.Option(help="Decode this many classes at a time (bounds memory).")] = None,
     workspace: Annotated[float, typer.Option(help="TensorRT workspace limit in GB.")] = 4.0,
+    device: Annotated[
+        str, typer.Option(help="Where ONNX Runtime verifies: cpu, or auto/cuda/cuda:N (its CUDA/TensorRT providers).")
+    ] = "cpu",
 ) -> None:
     """Export a trained model to ONNX (and TensorRT), lint it for TensorRT and verify it against torch."""
     console = Console()
@@ -59,8 +63,9 @@ def main(
         trt=trt,
         class_chunk=class_chunk,
         workspace_gb=workspace,
+        device=device,
     )
-    report = export(source, options, console)
+    report = export(source, options, console.print, lambda done: console.print(table(done)))
     console.print("[green]export verified[/green]; next steps:")
     for art in report.artifacts:
         console.print(f"  twdeploy segment {art.path} <image|folder|video|camera>", highlight=False)

@@ -12,12 +12,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.text import Text
 
 from twdeploy.errors import TwdeployError
-from twdeploy.inference.backends import open_backend
 from twdeploy.inference.display import Viewer
 from twdeploy.inference.predictor import SegmentSummary, run_segment
 from twdeploy.inference.sinks import SAVE_ITEMS, SegmentWriter, default_save, next_run_dir
 from twdeploy.inference.sources import open_source
 from twdeploy.model.card import ModelCard
+from twdeploy.runtime import open_backend
 
 EXAMPLES = """Examples:
 

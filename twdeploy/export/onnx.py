@@ -14,25 +14,22 @@ from __future__ import annotations
 import copy
 import io
 import json
-import os
 import warnings
 from pathlib import Path
 
 import onnx
 import torch
-from google.protobuf.message import DecodeError
 from torch import Tensor, nn
 
 import twdeploy
 from twdeploy import atomic
 from twdeploy.data.transforms import Normalization
-from twdeploy.errors import TwdeployError
 from twdeploy.model.card import ModelCard
+from twdeploy.model.card_files import CARD_KEY
 from twdeploy.model.segmenter import Segmenter
 
 DEFAULT_OPSET = 17
 INPUT_NAME = "images"
-CARD_KEY = "twdeploy.card"
 RELEVANCE_TARGET = 256.0
 
 
@@ -108,26 +105,3 @@ def to_onnx(model: Segmenter, card: ModelCard, opset: int = DEFAULT_OPSET, half:
 def save_onnx(proto: onnx.ModelProto, path: Path) -> int:
     """Write atomically and durably; returns the size in bytes."""
     return atomic.write_bytes(path, proto.SerializeToString(), durable=True)
-
-
-def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
-    """``metadata_props`` of an ONNX file; one-line errors for a missing or unreadable file."""
-    path = Path(path)
-    if not path.is_file():
-        raise TwdeployError(f"{path}: no such file; pass the path of an exported .onnx model")
-    try:
-        proto = onnx.load(path, load_external_data=False)
-    except (DecodeError, ValueError) as exc:
-        raise TwdeployError(f"{path}: not a readable ONNX model ({type(exc).__name__}); re-export it") from None
-    return {p.key: p.value for p in proto.metadata_props}
-
-
-def read_card(path: str | os.PathLike[str]) -> ModelCard:
-    """The model card stored in an ONNX file written by :func:`to_onnx`."""
-    props = read_metadata(path)
-    if CARD_KEY not in props:
-        raise TwdeployError(f"{path}: ONNX model has no twdeploy model card; export it with twdeploy export")
-    try:
-        return ModelCard.from_json(props[CARD_KEY])
-    except (ValueError, TypeError) as exc:
-        raise TwdeployError(f"{path}: unusable model card ({exc}); re-export with this twdeploy") from None

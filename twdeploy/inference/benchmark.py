@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from twdeploy.errors import TwdeployError
-from twdeploy.inference.backends import BACKEND_NAMES, Backend, detect_backend, open_backend
+from twdeploy.runtime import BACKEND_NAMES, Backend, detect_backend, open_backend
 
 RUN_EXPORTS = {"onnxruntime": "export/model.onnx", "tensorrt": "export/model.engine"}
 

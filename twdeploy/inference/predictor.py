@@ -15,7 +15,6 @@ import numpy as np
 import torch
 
 from twdeploy.data.transforms import Normalization, to_input
-from twdeploy.inference.backends import Backend
 from twdeploy.inference.display import Viewer
 from twdeploy.inference.prefetch import batched, prefetch
 from twdeploy.inference.render import overlay, resize_mask
@@ -23,6 +22,7 @@ from twdeploy.inference.sinks import SegmentWriter
 from twdeploy.inference.sources import Frame, Skipped
 from twdeploy.model.card import ModelCard
 from twdeploy.model.segmenter import masks_from_heatmaps
+from twdeploy.runtime import Backend
 
 STAGES = ("decode", "preprocess", "inference", "postprocess")
 LIVE_MAX_WAIT_S = 0.05
