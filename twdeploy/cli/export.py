@@ -14,6 +14,7 @@ from twdeploy.export.lint import format_findings, has_errors, lint_model
 from twdeploy.export.onnx import DEFAULT_OPSET
 from twdeploy.export.pipeline import ExportOptions, export
 from twdeploy.export.report import table
+from twdeploy.export.triton import INSTANCE_KINDS, TritonOptions
 
 
 def _classes(text: str | None) -> tuple[int, ...] | None:
@@ -42,6 +43,18 @@ def main(
     device: Annotated[
         str, typer.Option(help="Where ONNX Runtime verifies: cpu, or auto/cuda/cuda:N (its CUDA/TensorRT providers).")
     ] = "cpu",
+    triton: Annotated[
+        Path | None, typer.Option(help="Also write a Triton model repository here.", show_default=False)
+    ] = None,
+    triton_name: Annotated[str | None, typer.Option(help="Triton model name (default: the run's name).")] = None,
+    triton_max_batch: Annotated[
+        int | None, typer.Option(help="Triton max_batch_size (default: the --batch max with --trt, else 8).")
+    ] = None,
+    triton_instances: Annotated[int, typer.Option(help="Triton model instances.")] = 1,
+    triton_kind: Annotated[str, typer.Option(help=f"Triton instance kind: {', '.join(INSTANCE_KINDS)}.")] = "auto",
+    triton_trt: Annotated[
+        bool, typer.Option("--triton-trt", help="ONNX model: let Triton's ONNX Runtime use its TensorRT provider.")
+    ] = False,
 ) -> None:
     """Export a trained model to ONNX (and TensorRT), lint it for TensorRT and verify it against torch."""
     console = Console()
@@ -53,17 +66,28 @@ def main(
         return
     if source is None:
         raise TwdeployError("give a run folder or checkpoint to export, or --check MODEL.onnx to lint a file")
+    batch_profile = parse_batch(batch)
+    serving = TritonOptions(
+        name=triton_name,
+        max_batch_size=triton_max_batch or (batch_profile.max if trt else max(8, batch_profile.max)),
+        instances=triton_instances,
+        kind=triton_kind,
+        trt_accelerator=triton_trt,
+        fp16_accelerator=half,
+    )
     options = ExportOptions(
         out=out,
         topk=topk,
         classes=_classes(classes),
-        batch=parse_batch(batch),
+        batch=batch_profile,
         opset=opset,
         half=half,
         trt=trt,
         class_chunk=class_chunk,
         workspace_gb=workspace,
         device=device,
+        triton=triton,
+        triton_options=serving,
     )
     report = export(source, options, console.print, lambda done: console.print(table(done)))
     console.print("[green]export verified[/green]; next steps:")

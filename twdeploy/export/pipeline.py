@@ -8,6 +8,9 @@ Export folder (default ``<run>/export/``)::
     model.engine.json     the engine's model card (sidecar; same stem as the engine)
     model.timing.cache    TensorRT timing cache, reused by later builds
     export_report.json    settings, lint findings, per-artefact checks and timings
+
+With ``triton`` set, the served artefact (the engine with --trt, else the fp16 ONNX with
+--half, else model.onnx) is also written into a Triton model repository (export/triton.py).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from twdeploy.export.inputs import sample_images
 from twdeploy.export.lint import format_findings, has_errors, lint_model
 from twdeploy.export.onnx import DEFAULT_OPSET, save_onnx, to_onnx
 from twdeploy.export.report import Artifact, ExportReport, lint_dicts
+from twdeploy.export.triton import TritonOptions, write_repository
 from twdeploy.export.verify import Reference, Verification, measure, verify_against
 from twdeploy.model.card import ModelCard
 from twdeploy.model.io import load_model, resolve_checkpoint
@@ -56,6 +60,8 @@ class ExportOptions:
     workspace_gb: float = 4.0
     samples: int = 4
     device: str = "cpu"
+    triton: Path | None = None
+    triton_options: TritonOptions = field(default_factory=TritonOptions)
 
 
 def run_dir(source: Path) -> Path:
@@ -120,6 +126,11 @@ def export(
     report once it is complete, also when the export then fails.
     """
     log = log or logger.info
+    if options.trt and options.triton is not None and options.triton_options.max_batch_size > options.batch.max:
+        raise TwdeployError(
+            f"Triton max batch {options.triton_options.max_batch_size} exceeds the engine's profile maximum "
+            f"{options.batch.max}; raise --batch (min,opt,max) or lower --triton-max-batch"
+        )
     model, card = load_model(source)
     model, card = select(model, card, options)
     out = prepare_output(options.out or run_dir(source) / "export")
@@ -160,6 +171,11 @@ def export(
             if not c.passed
         ]
         raise TwdeployError(f"verification failed ({', '.join(failed)}); details in {out / REPORT_NAME}")
+    if options.triton is not None:
+        served = report.artifacts[-1].path
+        source_onnx = out / ("model.fp16.onnx" if options.half else "model.onnx")
+        folder = write_repository(options.triton, served, options.triton_options, source_onnx, run_dir(source).name)
+        log(f"Triton model repository: {folder} (tritonserver --model-repository {options.triton})")
     return report
 
 
