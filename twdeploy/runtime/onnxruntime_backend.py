@@ -38,7 +38,7 @@ class OnnxRuntimeBackend:
     name = "onnxruntime"
 
     def __init__(self, model: str | Path, device: str = "auto", threads: int | None = None) -> None:
-        path = check_model_kind(model, "onnxruntime")
+        path = self.path = check_model_kind(model, "onnxruntime")
         ort = import_onnxruntime()
         if device.startswith("cuda") and "CUDAExecutionProvider" not in ort.get_available_providers():
             raise TwdeployError(
