@@ -65,7 +65,7 @@ def test_class_count_mismatch_is_one_line(run_dir: Path, tmp_path: Path) -> None
     [
         (["train", "--arch", "resnet9000"], "unknown architecture"),
         (["train", "--data", "voc:/nonexistent"], "missing"),
-        (["train", "--resume", "/nonexistent/run"], "no checkpoints/last.pt"),
+        (["train", "--resume", "/nonexistent/run"], "not a run folder"),
         (["eval", "/nonexistent/run"], "no such file"),
     ],
 )

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -11,6 +14,7 @@ from rich.markup import escape
 
 from twdeploy.cli import benchmark, evaluate, export, info, segment, train
 from twdeploy.errors import TwdeployError
+from twdeploy.signals import Interrupted, stop_on_signals
 
 app = typer.Typer(
     name="twdeploy",
@@ -19,29 +23,47 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+err = Console(stderr=True)
+
+
+def interruptible(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Ctrl-C / SIGTERM inside ``command``: one "interrupted" line and exit code 130 / 143, no traceback."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except KeyboardInterrupt as exc:
+            stop = exc if isinstance(exc, Interrupted) else Interrupted()
+            detail = f": {escape(stop.message)}" if stop.message else ""
+            err.print(f"[yellow]interrupted[/yellow] ({stop.signal_name}){detail}", highlight=False, soft_wrap=True)
+            raise typer.Exit(stop.exit_code) from None
+
+    return run
+
+
 app.command("info")(info.main)
-app.command("train", help=train.HELP)(train.main)
-app.command("eval")(evaluate.main)
-app.command("export")(export.main)
-app.command("segment", epilog=segment.EXAMPLES)(segment.main)
-app.command("benchmark", epilog=benchmark.EXAMPLES)(benchmark.main)
+app.command("train", help=train.HELP)(interruptible(train.main))
+app.command("eval")(interruptible(evaluate.main))
+app.command("export")(interruptible(export.main))
+app.command("segment", epilog=segment.EXAMPLES)(interruptible(segment.main))
+app.command("benchmark", epilog=benchmark.EXAMPLES)(interruptible(benchmark.main))
 
 
 @app.callback()
 def root() -> None:
     """train -> export -> segment: heatmap segmentation models, from training to deployment."""
 
-err = Console(stderr=True)
-
-
 def main() -> None:
-    """Console-script entry point: user errors become one red line and exit code 1."""
+    """Console-script entry point: user errors become one red line and exit 1; SIGTERM acts as Ctrl-C."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     try:
-        app()
+        with stop_on_signals():
+            app()
     except TwdeployError as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(1)
-    except KeyboardInterrupt:
-        err.print("[yellow]interrupted[/yellow]")
-        sys.exit(130)
+    except KeyboardInterrupt as exc:  # outside a command (argument parsing)
+        stop = exc if isinstance(exc, Interrupted) else Interrupted()
+        err.print(f"[yellow]interrupted[/yellow] ({stop.signal_name})")
+        sys.exit(stop.exit_code)

@@ -25,8 +25,8 @@ def render(result: EvalResult) -> Table:
     table.add_section()
     table.add_row("[bold]mIoU", f"[bold]{result.miou:.3f}")
     table.add_row("pixel accuracy", f"{result.pixel_accuracy:.3f}")
-    table.add_row("tag F1 (micro)", f"{result.f1:.3f}")
-    table.add_row("tag F1 (macro)", f"{result.f1_macro:.3f}")
+    for label, f1 in (("tag F1 (micro)", result.f1), ("tag F1 (macro)", result.f1_macro)):
+        table.add_row(label, "-" if f1 != f1 else f"{f1:.3f}")  # nan: the model has no classifier
     return table
 
 

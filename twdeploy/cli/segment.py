@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
-from collections import Counter
+import json
+import re
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
+from twdeploy import atomic
 from twdeploy.errors import TwdeployError
 from twdeploy.inference.display import Viewer
 from twdeploy.inference.predictor import SegmentSummary, run_segment
 from twdeploy.inference.sinks import SAVE_ITEMS, SegmentWriter, default_save, next_run_dir
 from twdeploy.inference.sources import open_source
 from twdeploy.model.card import ModelCard
+from twdeploy.paths import output_dir
 from twdeploy.runtime import open_backend
+
+SKIPPED_FILE = "skipped.jsonl"
+SKIPS_SHOWN = 20
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 EXAMPLES = """Examples:
 
@@ -97,6 +105,8 @@ def main(
 ) -> None:
     """Segment SOURCE with MODEL: masks (palette PNGs), overlays, heatmaps, annotated videos, results.jsonl."""
     console = Console(soft_wrap=True)
+    check_device(device)
+    out_dir = output_dir(out) if out is not None else next_run_dir()
     src = open_source(source, vid_stride)
     runner = open_backend(model, backend, device, half)
     try:
@@ -111,7 +121,6 @@ def main(
         viewer = Viewer(enabled=show)
         if show and not viewer.active:
             console.print(f"[yellow]--show ignored:[/yellow] {viewer.reason}", highlight=False)
-        out_dir = out or next_run_dir()
         unit = "frames" if src.kind in ("video", "stream") else "img"
         with (
             SegmentWriter(out_dir, card.class_names, wanted, drawn, alpha) as writer,
@@ -134,21 +143,40 @@ def main(
         src.close()
         runner.close()
     report(console, summary, wanted, unit)
+    if summary.interrupted is not None:
+        raise summary.interrupted
+    if not summary.written:
+        listed = f"; the reasons are in {summary.out_dir / SKIPPED_FILE}" if summary.skipped else ""
+        raise TwdeployError(f"{source}: nothing was segmented ({len(summary.skipped)} inputs skipped{listed})")
+
+
+def check_device(device: str) -> str:
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N``; anything else is a one-line error for every backend."""
+    if not DEVICE_PATTERN.fullmatch(device):
+        raise TwdeployError(f"--device {device}: unknown device; use auto, cpu, cuda or cuda:N")
+    return device
 
 
 def report(console: Console, summary: SegmentSummary, saved: frozenset[str], unit: str) -> None:
-    """Speed line, end-to-end FPS, written / skipped with reasons, and where the results are."""
+    """Speed line, end-to-end FPS, written / skipped with paths and reasons (all in skipped.jsonl), results."""
     console.print(summary.speed_line(), highlight=False)
+    ended = ", stopped by the user" if summary.stopped else ""
+    if summary.interrupted is not None:
+        ended = ", interrupted: every file written so far is complete"
     console.print(
-        f"End-to-end: {summary.fps:.1f} {unit}/s ({summary.written} in {summary.elapsed_s:.2f} s"
-        f"{', stopped by the user' if summary.stopped else ''})",
+        f"End-to-end: {summary.fps:.1f} {unit}/s ({summary.written} in {summary.elapsed_s:.2f} s{ended})",
         highlight=False,
     )
     console.print(f"Written: {summary.written}, skipped: {len(summary.skipped)}", highlight=False)
-    for reason, count in Counter(s.reason for s in summary.skipped).most_common():
-        names = [s.name for s in summary.skipped if s.reason == reason]
-        shown = ", ".join(names[:3]) + (f" (+{len(names) - 3} more)" if len(names) > 3 else "")
-        console.print(f"  [yellow]skipped {count}[/yellow]: {reason}: {shown}", highlight=False)
+    for item in summary.skipped[:SKIPS_SHOWN]:
+        console.print(
+            f"  [yellow]skipped[/yellow] {escape(item.source or item.name)}: {escape(item.reason)}", highlight=False
+        )
+    if len(summary.skipped) > SKIPS_SHOWN:
+        console.print(f"  (+{len(summary.skipped) - SKIPS_SHOWN} more in {SKIPPED_FILE})", highlight=False)
+    if summary.skipped:
+        lines = (json.dumps({"source": s.source, "name": s.name, "reason": s.reason}) for s in summary.skipped)
+        atomic.write_text(summary.out_dir / SKIPPED_FILE, "".join(line + "\n" for line in lines))
     folders = {"mask": "masks/", "overlay": "overlays/", "heatmaps": "heatmaps/", "video": "videos/"}
     made = [f for item, f in folders.items() if item in saved and (summary.out_dir / f).is_dir()]
     if "json" in saved:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -22,7 +23,10 @@ Examples:
   twdeploy train                                   # CPU demo on built-in synthetic scenes
   twdeploy train --data synthetic --arch vgg_mini --image-size 64 --steps 600
   twdeploy train --data voc:~/VOCdevkit --arch resnet50 --image-size 256 --pixel-labels 100 --lr 1e-5
+  twdeploy train --recipe paper --classify-steps 500 --steps 1000   # tags-only classifier, then heatmaps
+  twdeploy train --stage classify --steps 500      # the tags-only classifier stage alone
   twdeploy train --w-cls 0 --name pixels-only      # baseline without the tag loss
+  twdeploy train --model unet --name unet          # the paper's U-Net baseline on the same encoder
   twdeploy train --resume runs/NAME                # continue a stopped run
 """
 
@@ -32,6 +36,9 @@ _DEFAULTS = TrainConfig()
 
 def main(
     data: Annotated[str, typer.Option(help="synthetic, synthetic:N, voc:PATH or folder:PATH.")] = _DEFAULTS.data,
+    model: Annotated[
+        str, typer.Option(help="heatmap (LRP decoder), or the baselines unet (masks only) and mtunet (+ tags).")
+    ] = _DEFAULTS.model,
     arch: Annotated[str, typer.Option(help="Backbone, e.g. resnet_mini, vgg_mini, resnet50, vgg16.")] = _DEFAULTS.arch,
     image_size: Annotated[int, typer.Option(help="Square input size in pixels.")] = _DEFAULTS.image_size,
     pixel_labels: Annotated[int, typer.Option(help="Pixel-label budget (class-balanced draw); -1 = every mask.")] = 20,
@@ -64,7 +71,20 @@ def main(
     amp: Annotated[bool, typer.Option(help="bf16 autocast on CUDA (ignored on CPU).")] = _DEFAULTS.amp,
     class_chunk: Annotated[int | None, typer.Option(help="Decode this many classes at a time (bounds memory).")] = None,
     tie: Annotated[str, typer.Option(help="Tied weights in AdamW: summed, or separate (reference).")] = _DEFAULTS.tie,
+    stage: Annotated[
+        str, typer.Option(help="classify (tags only, no decoder) or segment (tags + heatmaps).")
+    ] = _DEFAULTS.stage,
+    recipe: Annotated[
+        str | None, typer.Option(help="paper: a classify stage, then the segment stage from its weights.")
+    ] = None,
+    classify_steps: Annotated[
+        int, typer.Option(help="Steps of the recipe's classify stage (--steps counts the segment stage).")
+    ] = _DEFAULTS.classify_steps,
+    clip_grad: Annotated[float | None, typer.Option(help="Clip the global gradient norm to this.")] = None,
     eval_every: Annotated[int, typer.Option(help="Evaluate and checkpoint every N steps.")] = _DEFAULTS.eval_every,
+    save_every: Annotated[
+        int, typer.Option(help="Also save checkpoints/last.pt every N steps between evaluations (0 = off).")
+    ] = _DEFAULTS.save_every,
     log_every: Annotated[int, typer.Option(help="Log training losses every N steps.")] = _DEFAULTS.log_every,
     val_images: Annotated[int | None, typer.Option(help="Evaluate on the first N validation images only.")] = None,
     workers: Annotated[int, typer.Option(help="DataLoader worker processes.")] = _DEFAULTS.workers,
@@ -78,6 +98,7 @@ def main(
     else:
         cfg = TrainConfig(
             data=data,
+            model=model,
             arch=arch,
             image_size=image_size,
             pixel_labels=None if pixel_labels < 0 else pixel_labels,
@@ -98,7 +119,12 @@ def main(
             amp=amp,
             class_chunk=class_chunk,
             tie=tie,
+            stage=stage,
+            recipe=recipe,
+            classify_steps=classify_steps,
+            clip_grad=clip_grad,
             eval_every=eval_every,
+            save_every=save_every,
             log_every=log_every,
             val_images=val_images,
             workers=workers,
@@ -109,9 +135,10 @@ def main(
         result = train_run(cfg)
     if result.last_eval is not None:
         e = result.last_eval
+        f1 = "-" if math.isnan(e.f1) else f"{e.f1:.3f}"  # nan: a U-Net has no classifier
         console.print(
             f"step {result.step}: val mIoU {e.miou:.3f} (best {result.best_miou:.3f}), "
-            f"pixel acc {e.pixel_accuracy:.3f}, tag F1 {e.f1:.3f}"
+            f"pixel acc {e.pixel_accuracy:.3f}, tag F1 {f1}"
         )
     console.print(f"run folder: {result.run_dir}")
     console.print(f"next: twdeploy export {result.run_dir}")

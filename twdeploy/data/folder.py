@@ -21,6 +21,7 @@ file stem (`val_fraction` of the images go to val).
 
 import csv
 import hashlib
+import io
 import re
 from pathlib import Path
 
@@ -34,11 +35,21 @@ from twdeploy.errors import TwdeployError
 _SEPARATORS = re.compile(r"[;\s]+")
 
 
+def read_utf8(path: Path) -> str:
+    """A text file's content; a one-line error when it is not UTF-8."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise TwdeployError(
+            f"{path}: not UTF-8 text (byte {exc.start}); re-save it as UTF-8"
+        ) from None
+
+
 def read_classes(path: Path) -> list[str]:
     """Class names of classes.txt, background first."""
     if not path.is_file():
         raise TwdeployError(f"{path}: missing; write one class name per line, background first")
-    lines = (line.strip() for line in path.read_text(encoding="utf-8").splitlines())
+    lines = (line.strip() for line in read_utf8(path).splitlines())
     names = [s for s in lines if s and s[0] != "#"]
     bad = [n for n in names if _SEPARATORS.search(n)]
     if bad:
@@ -59,7 +70,7 @@ def _read_tags_csv(path: Path, classes: list[str], images: dict[str, Path]) -> d
     index = {name: i for i, name in enumerate(classes)}
     stems = _stem_map(images)
     tags: dict[str, np.ndarray] = {}
-    with path.open(newline="", encoding="utf-8") as f:
+    with io.StringIO(read_utf8(path), newline="") as f:
         reader = csv.DictReader(f)
         if reader.fieldnames is None or not {"image", "tags"} <= set(reader.fieldnames):
             raise TwdeployError(f"{path}: needs the header line `image,tags`")
@@ -134,7 +145,7 @@ class FolderDataset(SegmentationDataset):
                 )
             stems = _stem_map(images)
             names = []
-            lines = (line.strip() for line in listing.read_text(encoding="utf-8").splitlines())
+            lines = (line.strip() for line in read_utf8(listing).splitlines())
             for entry in filter(None, lines):
                 name = entry if entry in images else stems.get(entry)
                 if name is None:

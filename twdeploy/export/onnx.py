@@ -1,9 +1,9 @@
 """Segmenter -> ONNX: dynamic batch, static image size, the model card in ``metadata_props``.
 
-Graph interface (float32 whatever the precision inside):
+Graph interface (float32 whatever the precision inside), the same for every model kind:
   ``images``    (N, 3, H, W) float32, preprocessed as the card says
-  ``logits``    (N, K) float32
-  ``heatmaps``  (N, K', H, W) float32
+  ``logits``    (N, K) float32 (a plain U-Net: the spatial maximum of each score map)
+  ``heatmaps``  (N, K', H, W) float32 (a U-Net: its class score maps)
   ``class_ids`` (N, K') int64, only with a fixed-class or top-k selection
 A half-precision export keeps that interface and runs weights and activations in float16
 inside; the relevance divisions stay float32 (``twdeploy.model.rules.precise``).
@@ -27,6 +27,7 @@ from twdeploy.data.transforms import Normalization
 from twdeploy.model.card import ModelCard
 from twdeploy.model.card_files import CARD_KEY
 from twdeploy.model.segmenter import Segmenter
+from twdeploy.model.unet import UNet
 
 DEFAULT_OPSET = 17
 INPUT_NAME = "images"
@@ -58,12 +59,25 @@ class _Exported(nn.Module):
         return outputs if class_ids is None else (*outputs, class_ids)
 
 
+class _ExportedUNet(nn.Module):
+    """A U-Net's forward behind the float32 interface (no relevance, nothing to rescale)."""
+
+    def __init__(self, model: UNet) -> None:
+        super().__init__()
+        self.model = model
+        self.dtype = next(model.parameters()).dtype
+
+    def forward(self, images: Tensor) -> tuple[Tensor, ...]:
+        return tuple(t.float() for t in self.model(images.to(self.dtype)))
+
+
 def metadata(card: ModelCard, half: bool) -> dict[str, str]:
     """The ``metadata_props`` entries: the card and, for other tools, its main fields spelled out."""
     norm = Normalization.from_dict(card.normalization).to_dict()
     return {
         CARD_KEY: card.to_json(),
         "twdeploy.version": twdeploy.__version__,
+        "twdeploy.model": card.model,
         "twdeploy.arch": card.arch,
         "twdeploy.class_names": json.dumps(list(card.class_names)),
         "twdeploy.input_size": json.dumps(list(card.image_size)),
@@ -73,12 +87,15 @@ def metadata(card: ModelCard, half: bool) -> dict[str, str]:
     }
 
 
-def to_onnx(model: Segmenter, card: ModelCard, opset: int = DEFAULT_OPSET, half: bool = False) -> onnx.ModelProto:
+def to_onnx(
+    model: Segmenter | UNet, card: ModelCard, opset: int = DEFAULT_OPSET, half: bool = False
+) -> onnx.ModelProto:
     """Trace ``model`` with the TorchScript exporter; the result passes onnx.checker and shape inference."""
     if model.selection.mode != card.selection:
         raise ValueError(f"model selects {model.selection.mode!r} classes but the card says {card.selection!r}")
     names = model.output_names
-    module = _Exported(copy.deepcopy(model).half() if half else model)
+    traced = copy.deepcopy(model).half() if half else model
+    module = _Exported(traced) if isinstance(traced, Segmenter) else _ExportedUNet(traced)
     dummy = torch.rand(2, card.in_channels, *card.image_size, generator=torch.Generator().manual_seed(0))
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
@@ -97,7 +114,7 @@ def to_onnx(model: Segmenter, card: ModelCard, opset: int = DEFAULT_OPSET, half:
     proto = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
     onnx.checker.check_model(proto)
     proto.producer_name, proto.producer_version = "twdeploy", twdeploy.__version__
-    proto.doc_string = f"twdeploy segmenter {card.arch}: {', '.join(names)}"
+    proto.doc_string = f"twdeploy {card.model} segmenter {card.arch}: {', '.join(names)}"
     onnx.helper.set_model_props(proto, metadata(card, half))
     return proto
 

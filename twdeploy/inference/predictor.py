@@ -73,6 +73,8 @@ class SegmentSummary:
     stage_ms: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
     elapsed_s: float = 0.0
     stopped: bool = False
+    interrupted: KeyboardInterrupt | None = None
+    """Set when Ctrl-C or SIGTERM ended the run early; everything written so far is complete."""
 
     def per_image_ms(self) -> dict[str, float]:
         """Mean milliseconds per written image for each stage."""
@@ -149,6 +151,8 @@ def run_segment(
                 break
             if on_progress is not None:
                 on_progress(1)
+    except KeyboardInterrupt as exc:  # the caller reports what was done, then re-raises
+        summary.interrupted = exc
     finally:
         results.close()
         summary.elapsed_s = time.perf_counter() - start

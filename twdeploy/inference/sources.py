@@ -2,7 +2,9 @@
 
 `open_source(spec)` returns a `Source`: an iterable of `Frame` items (8-bit BGR images with a
 stable output name) and `Skipped` items (one bad input, reported by the consumer, never fatal).
-Only errors that make the whole source unusable raise `TwdeployError`.
+Only errors that make the whole source unusable raise `TwdeployError`; once a source is open,
+any failure of one of its parts (a video that will not open or stops decoding, a file that
+vanished) becomes a `Skipped` record through :meth:`Source.guarded_items`, and the run goes on.
 """
 
 from __future__ import annotations
@@ -72,9 +74,23 @@ class Source(ABC):
     def _items(self) -> Iterator[Item]:
         """Yield the items; names may repeat (made unique by __iter__)."""
 
+    @property
+    def label(self) -> str:
+        """What to call this source in a skip record."""
+        return type(self).__name__
+
+    def guarded_items(self) -> Iterator[Item]:
+        """:meth:`_items`, where a failure of this source ends it with one Skipped record instead of the run."""
+        try:
+            yield from self._items()
+        except Exception as exc:  # any decoder or file-system failure of one part; the run goes on
+            reason = (str(exc) if isinstance(exc, TwdeployError) else f"{type(exc).__name__}: {exc}").strip()
+            first = reason.splitlines()[0] if reason else type(exc).__name__
+            yield Skipped(Path(self.label).stem or self.label, first, self.label)
+
     def __iter__(self) -> Iterator[Item]:
         seen: dict[str, int] = {}
-        items = self._items()
+        items = self.guarded_items()
         try:
             for item in items:
                 count = seen.get(item.name, 0)
@@ -154,12 +170,20 @@ class VideoSource(Source):
         return self._meta
 
     @property
+    def label(self) -> str:
+        return str(self.path)
+
+    @property
     def fps(self) -> float | None:
         return self.probe()[0]
 
     @property
     def frame_count(self) -> int | None:
-        total = self.probe()[1]
+        """Frames to come; a video that cannot open counts as its one skip record."""
+        try:
+            total = self.probe()[1]
+        except TwdeployError:
+            return 1
         return None if total is None else -(-total // self.vid_stride)
 
     def _items(self) -> Iterator[Item]:
@@ -180,8 +204,11 @@ class VideoSource(Source):
                     break
                 ms = (time.perf_counter() - start) * 1000
                 name = f"{self.name}_{index:06d}"
-                yield Frame(to_bgr8(image), name, str(self.path), "video", index, ms, fps)
-                yielded += 1
+                try:
+                    yield Frame(to_bgr8(image), name, str(self.path), "video", index, ms, fps)
+                    yielded += 1
+                except BadItemError as exc:
+                    yield Skipped(name, str(exc), str(self.path))
                 index += 1
             if not yielded:
                 yield Skipped(self.name, "video has no decodable frames", str(self.path))
@@ -218,6 +245,10 @@ class StreamSource(Source):
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._grab, name=f"twdeploy-grab-{name}", daemon=True)
         self._thread.start()
+
+    @property
+    def label(self) -> str:
+        return _describe(self.target)
 
     @property
     def fps(self) -> float | None:
@@ -284,12 +315,16 @@ class ChainSource(Source):
         counts = [p.frame_count for p in self.parts if isinstance(p, Source)]
         return None if None in counts else sum(c or 0 for c in counts)
 
+    @property
+    def label(self) -> str:
+        return "list of sources"
+
     def _items(self) -> Iterator[Item]:
         for part in self.parts:
             if isinstance(part, Skipped):
                 yield part
             else:
-                yield from part._items()
+                yield from part.guarded_items()
 
     def close(self) -> None:
         for part in self.parts:
@@ -330,7 +365,7 @@ def _open_folder(folder: Path, vid_stride: int) -> Source:
     files = sorted(
         p
         for p in folder.rglob("*")
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+        if (p.is_file() or _is_dangling(p)) and not any(part.startswith(".") for part in p.relative_to(folder).parts)
     )
     if not files:
         raise TwdeployError(f"{folder}: folder is empty: point SOURCE at a folder with images or videos")
@@ -376,7 +411,9 @@ def _from_files(files: list[Path], root: Path, vid_stride: int) -> ChainSource:
     for path in files:
         name = _rel_name(path, root)
         suffix = path.suffix.lower()
-        if suffix in IMAGE_SUFFIXES:
+        if _is_dangling(path):
+            parts.append(Skipped(name, "broken symbolic link: its target does not exist", str(path)))
+        elif suffix in IMAGE_SUFFIXES:
             if not parts or not isinstance(parts[-1], ImageSource):
                 parts.append(ImageSource([]))
             parts[-1].entries.append((path, name))
@@ -385,6 +422,10 @@ def _from_files(files: list[Path], root: Path, vid_stride: int) -> ChainSource:
         else:
             parts.append(Skipped(name, f"not an image or video (suffix '{path.suffix}')", str(path)))
     return ChainSource(parts)
+
+
+def _is_dangling(path: Path) -> bool:
+    return path.is_symlink() and not path.exists()
 
 
 def _until_magic(parts: tuple[str, ...]) -> Iterator[str]:

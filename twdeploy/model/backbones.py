@@ -223,6 +223,7 @@ BACKBONES: dict[str, Callable[..., ChainNet]] = {
     # Small variants of the same layer types: the CPU demo and tests run in seconds.
     "vgg_mini": lambda k, c: VGG([16, "M", 32, "M", 64, "M", 64, "M"], k, c, hidden=128, pool=2, dropout=0.2),
     "resnet_mini": lambda k, c: ResNet(BasicBlock, [1, 1, 1, 1], k, c, width=16),
+    "vgg_mini_bn": lambda k, c: VGG([16, "M", 32, "M", 64, "M", 64, "M"], k, c, True, hidden=128, pool=2, dropout=0.2),
 }
 
 

@@ -11,13 +11,19 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from twdeploy.model.segmenter import Segmenter
+from twdeploy.model.unet import MultiTaskUNet, UNet
 
 CARD_VERSION = 1
+MODEL_KINDS = ("heatmap", "unet", "mtunet")
+"""``heatmap``: the classifier + tied LRP decoder; ``unet`` / ``mtunet``: the paper's baselines (model/unet.py)."""
 
 
 @dataclass(frozen=True)
 class ModelCard:
-    """Architecture, classes, input geometry, preprocessing and class selection of a model."""
+    """Model kind, architecture, classes, input geometry, preprocessing and class selection of a model.
+
+    ``model`` is one of :data:`MODEL_KINDS`; cards written before it existed are ``heatmap``.
+    """
 
     arch: str
     class_names: tuple[str, ...]
@@ -28,6 +34,13 @@ class ModelCard:
     classes: tuple[int, ...] | None = None
     topk: int | None = None
     version: int = CARD_VERSION
+    model: str = "heatmap"
+
+    def __post_init__(self) -> None:
+        if self.model not in MODEL_KINDS:
+            raise ValueError(f"unknown model kind {self.model!r}; choose one of: {', '.join(MODEL_KINDS)}")
+        if self.model != "heatmap" and self.selection != "all":
+            raise ValueError(f"--topk and --classes apply to heatmap models; a {self.model} scores every class")
 
     @property
     def num_classes(self) -> int:
@@ -68,8 +81,12 @@ class ModelCard:
         """Inverse of :meth:`to_json`."""
         return cls.from_dict(json.loads(text))
 
-    def build(self, class_chunk: int | None = None) -> Segmenter:
-        """A freshly initialised segmenter of this architecture and class selection."""
+    def build(self, class_chunk: int | None = None) -> Segmenter | UNet:
+        """A freshly initialised model of this kind, architecture and class selection."""
+        if self.model == "unet":
+            return UNet(self.arch, self.num_classes, self.in_channels)
+        if self.model == "mtunet":
+            return MultiTaskUNet(self.arch, self.num_classes, self.in_channels)
         return Segmenter(
             self.arch,
             num_classes=self.num_classes,

@@ -17,27 +17,41 @@ CARD_KEY = "twdeploy.card"
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
 
-def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
-    """``metadata_props`` of an ONNX file; one-line errors for a missing or unreadable file."""
+def _load_proto(path: str | os.PathLike[str]) -> onnx.ModelProto:
+    """The ONNX graph without external data; one-line errors for a missing, empty or unreadable file."""
     path = Path(path)
     if not path.is_file():
         raise TwdeployError(f"{path}: no such file; pass the path of an exported .onnx model")
+    if path.stat().st_size == 0:
+        raise TwdeployError(f"{path}: file is empty (an interrupted copy or export?); export it again")
     try:
-        proto = onnx.load(path, load_external_data=False)
-    except (DecodeError, ValueError) as exc:
+        return onnx.load(path, load_external_data=False)
+    except (DecodeError, ValueError, OSError) as exc:
         raise TwdeployError(f"{path}: not a readable ONNX model ({type(exc).__name__}); re-export it") from None
-    return {p.key: p.value for p in proto.metadata_props}
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """``metadata_props`` of an ONNX file; one-line errors for a missing or unreadable file."""
+    return {p.key: p.value for p in _load_proto(path).metadata_props}
 
 
 def read_onnx_card(path: str | os.PathLike[str]) -> ModelCard:
-    """The model card stored in an ONNX file written by ``twdeploy export``."""
-    props = read_metadata(path)
+    """The model card stored in an ONNX file written by ``twdeploy export``; checks the graph has its outputs."""
+    proto = _load_proto(path)
+    props = {p.key: p.value for p in proto.metadata_props}
     if CARD_KEY not in props:
         raise TwdeployError(f"{path}: ONNX model has no twdeploy model card; export it with twdeploy export")
     try:
-        return ModelCard.from_json(props[CARD_KEY])
-    except (ValueError, TypeError) as exc:
+        card = ModelCard.from_json(props[CARD_KEY])
+    except (ValueError, TypeError, AttributeError, KeyError) as exc:
         raise TwdeployError(f"{path}: unusable model card ({exc}); re-export with this twdeploy") from None
+    missing = [name for name in ("logits", "heatmaps") if name not in {o.name for o in proto.graph.output}]
+    if missing:
+        raise TwdeployError(
+            f"{path}: ONNX model has a twdeploy card but no {' or '.join(missing)} output (edited after "
+            "export?); export it again with twdeploy export"
+        )
+    return card
 
 
 def sidecar(engine: Path) -> Path:

@@ -7,6 +7,7 @@ A checkpoint is ``torch.save`` of ``{"format", "card", "model", "training"?}``; 
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import torch
 
 from twdeploy import atomic
 from twdeploy.errors import TwdeployError
+from twdeploy.model.backbones import BACKBONES
 from twdeploy.model.card import ModelCard
 from twdeploy.model.segmenter import Segmenter
 
@@ -61,6 +63,8 @@ def resolve_checkpoint(path: str | Path) -> Path:
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load and validate a checkpoint's payload (tensors on the CPU)."""
     file = resolve_checkpoint(path)
+    if file.is_file() and file.stat().st_size == 0:
+        raise TwdeployError(f"{file}: file is empty (an interrupted copy?); copy it again or retrain")
     try:
         payload = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many kinds for a corrupt or foreign file
@@ -74,14 +78,50 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return payload
 
 
+def checkpoint_card(payload: dict[str, Any], file: Path) -> ModelCard:
+    """The model card of a checkpoint payload; a one-line error when it is missing or unusable."""
+    data = payload.get("card")
+    if not isinstance(data, dict):
+        raise TwdeployError(f"{file}: checkpoint has no model card; re-save it with twdeploy train")
+    try:
+        card = ModelCard.from_dict(data)
+    except (ValueError, TypeError, AttributeError, KeyError) as exc:
+        raise TwdeployError(f"{file}: unusable model card ({exc}); upgrade twdeploy or retrain") from None
+    if card.arch not in BACKBONES:
+        raise TwdeployError(
+            f"{file}: unknown architecture {card.arch!r} in the model card; upgrade twdeploy "
+            f"(this one knows {', '.join(BACKBONES)})"
+        )
+    return card
+
+
+def weights_arch(state: dict[str, Any], card: ModelCard) -> str | None:
+    """The backbone whose parameter names and shapes match ``state`` (built on the meta device), if any."""
+    shapes = {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
+    for arch in BACKBONES:
+        with torch.device("meta"):
+            candidate = replace(card, arch=arch).build().state_dict()
+        if {k: tuple(v.shape) for k, v in candidate.items()} == shapes:
+            return arch
+    return None
+
+
 def load_model(path: str | Path, class_chunk: int | None = None) -> tuple[Segmenter, ModelCard]:
     """Rebuild the segmenter of a checkpoint or run folder, in eval mode."""
-    payload = read_checkpoint(path)
-    card = ModelCard.from_dict(payload["card"])
+    file = resolve_checkpoint(path)
+    payload = read_checkpoint(file)
+    card = checkpoint_card(payload, file)
     model = card.build(class_chunk)
+    state = payload.get("model")
     try:
-        model.load_state_dict(payload["model"])
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise TwdeployError(f"{resolve_checkpoint(path)}: weights do not fit {card.arch} ({first})") from None
+        if not isinstance(state, dict):
+            raise RuntimeError("no weights")
+        model.load_state_dict(state)
+    except RuntimeError:
+        found = weights_arch(state, card) if isinstance(state, dict) else None
+        held = f"weights of {found}" if found else "weights of no known architecture"
+        raise TwdeployError(
+            f"{file}: the card says {card.arch} with {card.num_classes} classes but the file holds {held}; "
+            "the checkpoint was edited or mixed up: use the original or retrain"
+        ) from None
     return model.eval(), card

@@ -51,6 +51,8 @@ class Segmenter(nn.Module):
     ``class_ids (N, K')`` names the class of each heatmap.
     """
 
+    has_classifier = True
+
     def __init__(
         self,
         arch: str | ChainNet = "resnet50",

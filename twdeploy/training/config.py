@@ -10,11 +10,14 @@ from typing import Any, Literal
 
 from twdeploy.errors import TwdeployError
 from twdeploy.model.backbones import BACKBONES
+from twdeploy.model.card import MODEL_KINDS
 
 Tie = Literal["separate", "summed"]
 TIE_MODES = ("separate", "summed")
 DEVICES = ("auto", "cpu", "cuda")
 BOUNDARIES = ("ignore", "background")
+STAGES = ("classify", "segment")
+RECIPES = ("paper",)
 DEFAULT_STEPS = 1000
 
 
@@ -28,13 +31,20 @@ class TrainConfig:
     ``summed`` one. Default ``summed``: measured from scratch at lr 1e-3 (resnet_mini, synthetic),
     ``separate`` gives the noisy decoder half full-size Adam steps and the tag loss rises
     (0.59 -> 0.90 in 425 steps) while ``summed`` learns it (0.53 -> 0.25 in 200 steps).
+    ``model`` is the kind (card.MODEL_KINDS): the heatmap segmenter, or the paper's U-Net
+    (pixel masks only) and multi-task U-Net (masks + tags) baselines on the same encoder.
     ``amp`` means bf16 autocast, on CUDA only. ``class_chunk`` bounds decoder memory.
     ``heatmap_scale`` multiplies the heatmaps inside the pixel loss only (masks are the argmax,
     unchanged); None means H*W, so the mean per-pixel logit is on the scale of the class logit
     (relevance sums to about ``z_c`` over the image). 1.0 is the reference's ``hm_sf``.
+    ``stage`` ``classify`` trains the encoder on the tags alone (no decoder in the step);
+    ``segment`` trains tags + heatmaps. ``recipe`` ``paper`` runs a classify stage of
+    ``classify_steps`` steps, then the segment stage (``steps``) from its weights (docs/training.md).
+    ``clip_grad`` caps the global gradient norm (None: no clipping).
     """
 
     data: str = "synthetic"
+    model: str = "heatmap"
     arch: str = "vgg_mini"
     image_size: int = 64
     pixel_labels: int | None = 20
@@ -55,7 +65,12 @@ class TrainConfig:
     amp: bool = True
     class_chunk: int | None = None
     tie: str = "summed"
+    stage: str = "segment"
+    recipe: str | None = None
+    classify_steps: int = 500
+    clip_grad: float | None = None
     eval_every: int = 250
+    save_every: int = 0
     log_every: int = 25
     val_images: int | None = None
     workers: int = 0
@@ -68,14 +83,19 @@ class TrainConfig:
         if self.arch not in BACKBONES:
             raise TwdeployError(f"unknown architecture {self.arch!r}; choose one of: {', '.join(BACKBONES)}")
         checks = {
+            "model": (self.model in MODEL_KINDS, f"one of {', '.join(MODEL_KINDS)}"),
             "tie": (self.tie in TIE_MODES, f"one of {', '.join(TIE_MODES)}"),
             "device": (self.device in DEVICES, f"one of {', '.join(DEVICES)}"),
             "boundary": (self.boundary in BOUNDARIES, f"one of {', '.join(BOUNDARIES)}"),
+            "stage": (self.stage in STAGES, f"one of {', '.join(STAGES)}"),
+            "recipe": (self.recipe is None or self.recipe in RECIPES, f"one of {', '.join(RECIPES)}"),
+            "classify_steps": (self.classify_steps >= 1, "at least 1"),
+            "clip_grad": (self.clip_grad is None or self.clip_grad > 0, "positive"),
             "normalization": (self.normalization in ("unit", "meanstd"), "unit or meanstd"),
             "image_size": (self.image_size >= 32, "at least 32"),
             "batch_size": (self.batch_size >= 1, "at least 1"),
-            "lr": (self.lr > 0, "positive"),
-            "eps": (self.eps > 0, "positive"),
+            "lr": (0 < self.lr < math.inf, "positive and finite"),
+            "eps": (0 < self.eps < math.inf, "positive and finite"),
             "pixel_share": (0.0 <= self.pixel_share <= 1.0, "in [0, 1]"),
             "w_cls": (self.w_cls >= 0, "non-negative"),
             "w_seg": (self.w_seg >= 0, "non-negative"),
@@ -85,17 +105,29 @@ class TrainConfig:
             "pixel_labels": (self.pixel_labels is None or self.pixel_labels >= 0, "non-negative"),
             "class_chunk": (self.class_chunk is None or self.class_chunk >= 1, "at least 1"),
             "eval_every": (self.eval_every >= 1, "at least 1"),
+            "save_every": (self.save_every >= 0, "0 (only at evaluations) or more"),
             "log_every": (self.log_every >= 1, "at least 1"),
             "val_images": (self.val_images is None or self.val_images >= 1, "at least 1"),
             "workers": (self.workers >= 0, "non-negative"),
         }
+        if self.name is not None and (not self.name or Path(self.name).name != self.name or self.name in (".", "..")):
+            raise TwdeployError(f"--name {self.name!r}: must be one folder name inside --out, without '/' or '..'")
         for name, (ok, need) in checks.items():
             if not ok:
                 raise TwdeployError(f"--{name.replace('_', '-')} must be {need}, got {getattr(self, name)!r}")
+        if self.recipe is not None and self.stage != "segment":
+            raise TwdeployError(f"--recipe {self.recipe} runs both stages itself; drop --stage {self.stage}")
         return self
 
+    @property
+    def tag_weight(self) -> float:
+        """The tag loss's weight: ``w_cls``, or 0 for the plain U-Net (trained on pixel masks only)."""
+        return 0.0 if self.model == "unet" else self.w_cls
+
     def resolved_heatmap_scale(self) -> float:
-        """The pixel loss's heatmap factor: ``heatmap_scale``, or H*W when unset."""
+        """The pixel loss's heatmap factor: ``heatmap_scale``, or H*W when unset; 1 for U-Net score maps."""
+        if self.model != "heatmap":
+            return 1.0
         return float(self.image_size**2) if self.heatmap_scale is None else self.heatmap_scale
 
     def total_steps(self, train_images: int) -> int:

@@ -6,6 +6,7 @@ so the batches of a resumed run equal those of an uninterrupted one, whatever th
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 from twdeploy.data import MixedBatchSampler, Normalization, SegmentationDataset, build_dataset, select_pixel_labelled
 from twdeploy.errors import TwdeployError
 from twdeploy.training.config import TrainConfig
+
+logger = logging.getLogger(__name__)
 
 
 class StepSeeded(Dataset[dict[str, Any]]):
@@ -74,18 +77,30 @@ def build_run_data(cfg: TrainConfig) -> RunData:
     if len(train) == 0 or len(val) == 0:
         raise TwdeployError(f"{cfg.data}: the train or val split is empty; add images or change --data")
     labelled = np.array([i for i in range(len(train)) if train.has_pixel_labels(i)], dtype=np.int64)
-    if cfg.pixel_labels is None:
+    if cfg.stage != "classify" and cfg.pixel_labels is not None and cfg.pixel_labels > len(labelled):
+        logger.warning(
+            "--pixel-labels %d: only %d training images have masks in %s; using those %d",
+            cfg.pixel_labels, len(labelled), cfg.data, len(labelled),
+        )
+    if cfg.stage == "classify":  # tags only: every image is a tag image
+        chosen = labelled[:0]
+    elif cfg.pixel_labels is None:
         chosen = labelled
     else:
         tags = train.tags_matrix()[labelled]
         chosen = labelled[select_pixel_labelled(tags, cfg.pixel_labels, seed=cfg.seed)]
     train = train.with_pixel_budget(chosen.tolist())
     rest = np.setdiff1d(np.arange(len(train)), chosen)
-    tag_only = rest if cfg.w_cls > 0 else rest[:0]  # without the tag loss, tag-only images teach nothing
+    tag_only = rest if cfg.tag_weight > 0 else rest[:0]  # without the tag loss, tag-only images teach nothing
     if not len(chosen) and not len(tag_only):
-        raise TwdeployError("no training signal: no pixel-labelled images and --w-cls 0; raise --pixel-labels")
+        raise TwdeployError(
+            "no training signal: no pixel-labelled images and no tag loss (--w-cls 0 or --model unet); "
+            "raise --pixel-labels"
+        )
     if cfg.val_images is not None and cfg.val_images < len(val):
         val = Subset(val, range(cfg.val_images))  # type: ignore[assignment]
+    for split in (train, val):
+        split[0]  # the first readable item, or a one-line error now rather than after all steps
     return RunData(train, val, chosen, tag_only)
 
 

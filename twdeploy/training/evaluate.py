@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from twdeploy.errors import TwdeployError
 from twdeploy.model.card import ModelCard
 from twdeploy.model.io import load_model
 from twdeploy.model.segmenter import Segmenter, masks_from_heatmaps
+from twdeploy.model.unet import UNet
 from twdeploy.runtime import Backend
 from twdeploy.training.data import eval_loader
 from twdeploy.training.device import autocast, resolve_device
@@ -38,9 +40,12 @@ class EvalResult:
 
 @torch.no_grad()
 def evaluate(
-    model: Segmenter, loader: DataLoader, class_names: list[str], device: torch.device, amp: bool
+    model: Segmenter | UNet, loader: DataLoader, class_names: list[str], device: torch.device, amp: bool
 ) -> EvalResult:
-    """Run ``model`` (all class heatmaps) over ``loader``; the model is left in the mode it came in."""
+    """Run ``model`` (all class heatmaps or score maps) over ``loader``; the model is left in the mode it came in.
+
+    Tag F1 is nan for a model without a classification head (the plain U-Net).
+    """
     was_training = model.training
     model.eval()
     k = len(class_names)
@@ -53,7 +58,8 @@ def evaluate(
                     logits, heatmaps = model(batch["image"].to(device))[:2]
                 has_mask = batch["has_mask"].to(device)
                 confusion.update(heatmaps.argmax(dim=1)[has_mask], batch["mask"].to(device)[has_mask])
-                f1.update(logits, batch["tags"])
+                if model.has_classifier:
+                    f1.update(logits, batch["tags"])
                 images += len(batch["image"])
     finally:
         model.train(was_training)
@@ -62,8 +68,8 @@ def evaluate(
         iou=[float(v) for v in confusion.iou()],
         miou=confusion.miou(),
         pixel_accuracy=confusion.pixel_accuracy(),
-        f1=f1.f1("micro"),
-        f1_macro=f1.f1("macro"),
+        f1=f1.f1("micro") if model.has_classifier else math.nan,
+        f1_macro=f1.f1("macro") if model.has_classifier else math.nan,
         images=images,
     )
 

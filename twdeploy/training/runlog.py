@@ -43,7 +43,8 @@ class RunLog:
         evals = [r for r in records if r["kind"] == "eval"]
         fig, (ax_loss, ax_miou) = plt.subplots(1, 2, figsize=(10, 3.8))
         for key, label in (("loss", "total"), ("cls", "tags (unweighted)"), ("seg", "pixels")):
-            ax_loss.plot([r["step"] for r in train], [r[key] for r in train], label=label)
+            points = [(r["step"], r[key]) for r in train if key in r]  # a classify stage logs no pixel loss
+            ax_loss.plot([p[0] for p in points], [p[1] for p in points], label=label)
         ax_loss.set(xlabel="step", ylabel="loss", title="training loss", yscale="log")
         ax_loss.legend()
         ax_miou.plot([r["step"] for r in evals], [r["miou"] for r in evals], marker="o", label="mIoU")

@@ -1,9 +1,13 @@
-"""The training loop: mixed batches, tag + heatmap losses, AdamW, evaluation, checkpoints, resume.
+"""The training loop: mixed batches, tag + heatmap (or U-Net score map) losses, AdamW, evaluation, checkpoints, resume.
 
 A run lives in ``runs/<name>/``: ``config.json``, ``metrics.jsonl``, ``curves.png`` and
 ``checkpoints/{best,last}.pt``. ``last.pt`` carries optimiser, scheduler, step and RNG state,
-so :func:`resume` continues to the same total step count (bit-identical on CPU). Ctrl-C
-(``KeyboardInterrupt``, also when raised from a callback) writes ``last.pt`` before it propagates.
+so :func:`resume` continues to the same total step count (bit-identical on CPU). Ctrl-C and
+SIGTERM (``KeyboardInterrupt``, also when raised from a callback) write ``last.pt`` before they
+propagate, as :class:`~twdeploy.signals.Interrupted` saying where to resume; ``save_every``
+writes it between evaluations too. A run folder without a checkpoint resumes from step 0.
+A ``classify`` stage steps the encoder on the tag loss alone; a ``--recipe paper`` run chains
+a classify stage and the segment stage (:mod:`twdeploy.training.stages`).
 """
 
 from __future__ import annotations
@@ -19,18 +23,22 @@ from typing import Any
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from twdeploy import atomic
 from twdeploy.data import Normalization
 from twdeploy.errors import TwdeployError
 from twdeploy.model.card import ModelCard
 from twdeploy.model.io import read_checkpoint, save_checkpoint
+from twdeploy.paths import output_dir
+from twdeploy.signals import Interrupted, deferred_signals, stop_on_signals
 from twdeploy.training.chunking import decode_chunked
 from twdeploy.training.config import TrainConfig
 from twdeploy.training.data import build_run_data, eval_loader, train_loader
 from twdeploy.training.device import autocast, resolve_device
 from twdeploy.training.evaluate import EvalResult, evaluate
-from twdeploy.training.losses import total_loss
+from twdeploy.training.losses import classification_loss, total_loss
 from twdeploy.training.runlog import RunLog
 from twdeploy.training.schedule import build_scheduler
+from twdeploy.training.stages import classify_stage_config, classify_stage_dir, segment_stage_started
 from twdeploy.training.tying import decoder_aliases
 
 StepCallback = Callable[[int, dict[str, float]], None]
@@ -57,30 +65,56 @@ def default_run_dir(cfg: TrainConfig) -> Path:
 def train(cfg: TrainConfig, callbacks: Sequence[StepCallback] = (), quiet: bool = False) -> TrainResult:
     """Start a new run in :func:`default_run_dir`; an existing run folder is a one-line error."""
     cfg.validate()
+    output_dir(cfg.out, "--out")
     run_dir = default_run_dir(cfg)
     if (run_dir / "config.json").exists():
         raise TwdeployError(f"{run_dir}: run folder exists; pick another --name or continue it with --resume {run_dir}")
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg.save(run_dir / "config.json")
+    if cfg.recipe is not None:
+        return _recipe_segment_stage(cfg, run_dir, callbacks, quiet)
     return Trainer(cfg, run_dir, quiet).fit(callbacks)
 
 
 def resume(run_dir: str | Path, callbacks: Sequence[StepCallback] = (), quiet: bool = False) -> TrainResult:
-    """Continue a run from its ``checkpoints/last.pt`` to the configured total step count."""
+    """Continue a run from its ``checkpoints/last.pt`` (or from step 0 if it has none yet) to the total step count."""
     run_dir = Path(run_dir)
-    last = run_dir / "checkpoints" / "last.pt"
-    if not last.is_file():
-        raise TwdeployError(f"{run_dir}: no checkpoints/last.pt to resume from; start it with twdeploy train")
+    if not (run_dir / "config.json").is_file():
+        raise TwdeployError(f"{run_dir}: no config.json, so not a run folder; start a run with twdeploy train")
     cfg = TrainConfig.load(run_dir / "config.json").validate()
+    last = run_dir / "checkpoints" / "last.pt"
+    if not last.is_file() and cfg.recipe is not None:  # stopped in (or right after) the classify stage
+        return _recipe_segment_stage(cfg, run_dir, callbacks, quiet)
+    atomic.clean_stale_temps(last.parent, older_than_s=0)  # this process owns the run folder now
     trainer = Trainer(cfg, run_dir, quiet)
-    trainer.load_state(read_checkpoint(last).get("training") or {})
+    if last.is_file():
+        trainer.load_state(read_checkpoint(last).get("training") or {})
+    else:
+        trainer.log.truncate_after(0)  # died before its first checkpoint: start over
     return trainer.fit(callbacks)
+
+
+def _recipe_segment_stage(
+    cfg: TrainConfig, run_dir: Path, callbacks: Sequence[StepCallback], quiet: bool
+) -> TrainResult:
+    """Finish (or run) the recipe's classify stage, then train the segment stage from its weights."""
+    if segment_stage_started(run_dir):
+        return resume(run_dir, callbacks, quiet)
+    stage_dir = classify_stage_dir(run_dir)
+    if (stage_dir / "checkpoints" / "last.pt").is_file():
+        resume(stage_dir, callbacks, quiet)
+    else:
+        stage_cfg = classify_stage_config(cfg, run_dir)
+        stage_dir.mkdir(parents=True, exist_ok=True)
+        stage_cfg.save(stage_dir / "config.json")
+        Trainer(stage_cfg, stage_dir, quiet).fit(callbacks)
+    return Trainer(cfg, run_dir, quiet, start_from=stage_dir / "checkpoints" / "last.pt").fit(callbacks)
 
 
 class Trainer:
     """One run: data, model, optimiser and the loop; use :func:`train` / :func:`resume`."""
 
-    def __init__(self, cfg: TrainConfig, run_dir: Path, quiet: bool = False) -> None:
+    def __init__(self, cfg: TrainConfig, run_dir: Path, quiet: bool = False, start_from: Path | None = None) -> None:
         self.cfg, self.run_dir, self.quiet = cfg, run_dir, quiet
         self.device = resolve_device(cfg.device)
         torch.manual_seed(cfg.seed)
@@ -91,9 +125,13 @@ class Trainer:
             (cfg.image_size, cfg.image_size),
             normalization=Normalization(mode=cfg.normalization).to_dict(),
             eps=cfg.eps,
+            model=cfg.model,
         )
-        self.model = self.card.build(cfg.class_chunk).to(self.device).train()
-        self.aliases = decoder_aliases(self.model, cfg.tie)
+        self.model = self.card.build(cfg.class_chunk)
+        if start_from is not None:  # the weights of an earlier stage (same card)
+            self.model.load_state_dict(read_checkpoint(start_from)["model"])
+        self.model.to(self.device).train()
+        self.aliases = decoder_aliases(self.model, cfg.tie) if cfg.model == "heatmap" else {}
         params = [*self.model.parameters(), *self.aliases.values()]
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.total_steps = cfg.total_steps(len(self.data.train))
@@ -133,45 +171,64 @@ class Trainer:
     def save(self, name: str, with_state: bool) -> None:
         """Write ``checkpoints/<name>`` atomically."""
         extra = self.state() if with_state else {"step": self.step, "best_miou": self.best_miou}
+        extra["stage"] = self.cfg.stage
         save_checkpoint(self.run_dir / "checkpoints" / name, self.model, self.card, extra)
 
     # -- loop -------------------------------------------------------------------------------------
+    def score_maps(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(logits, class score maps)`` of a batch: tied LRP heatmaps, or a U-Net's own maps."""
+        if self.cfg.model != "heatmap":
+            return self.model(images)
+        logits, saved = self.model.encode(images)
+        r_top, _ = self.model.start_relevance(logits)
+        return logits, decode_chunked(self.model, saved, r_top, self.aliases, self.cfg.class_chunk)
+
     def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
         """One optimiser step on a batch; returns the loss and its unweighted parts."""
         dev, cfg = self.device, self.cfg
         images = batch["image"].to(dev, non_blocking=True)
+        if cfg.stage == "classify":
+            with autocast(dev, cfg.amp):
+                logits = self.model.encoder(images)
+            cls = classification_loss(logits, batch["tags"].to(dev))
+            return self._step(cfg.w_cls * cls, {"cls": float(cls.detach())})
         with autocast(dev, cfg.amp):
-            logits, saved = self.model.encode(images)
-            r_top, _ = self.model.start_relevance(logits)
-            heatmaps = decode_chunked(self.model, saved, r_top, self.aliases, cfg.class_chunk)
+            logits, heatmaps = self.score_maps(images)
         loss, parts = total_loss(
             logits,
             batch["tags"].to(dev),
             heatmaps,
             batch["mask"].to(dev),
             batch["has_mask"].to(dev),
-            w_cls=cfg.w_cls,
+            w_cls=cfg.tag_weight,
             w_seg=cfg.w_seg,
             boundary=cfg.boundary,  # type: ignore[arg-type]
             heatmap_scale=cfg.resolved_heatmap_scale(),
         )
+        return self._step(loss, {"cls": float(parts["cls"]), "seg": float(parts["seg"])})
+
+    def _step(self, loss: torch.Tensor, parts: dict[str, float]) -> dict[str, float]:
+        """Backward, optional gradient clipping, optimiser and schedule step; the loss and ``parts``."""
         value = float(loss.detach())
         if not math.isfinite(value):
             raise TwdeployError(
-                f"loss became {value} at step {self.step + 1}; lower --lr or raise --eps, then --resume "
-                f"{self.run_dir} (last.pt is from before)"
+                f"{self.run_dir}: loss became {value} at step {self.step + 1} (training diverged); start a new "
+                f"run with a lower --lr (now {self.cfg.lr:g}) or a higher --eps (now {self.cfg.eps:g})"
             )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.cfg.clip_grad is not None:
+            torch.nn.utils.clip_grad_norm_(self.optimizer.param_groups[0]["params"], self.cfg.clip_grad)
         self.optimizer.step()
         if self.scheduler is not None:
             self.scheduler.step()
-        return {"loss": value, "cls": float(parts["cls"]), "seg": float(parts["seg"])}
+        return {"loss": value, **parts}
 
     def evaluate(self) -> EvalResult:
         """Validation metrics; updates best.pt and last.pt."""
         result = evaluate(self.model, self.val_loader, self.data.class_names, self.device, self.cfg.amp)
-        self.log.append({"kind": "eval", "step": self.step, **result.summary(), "iou": result.iou})
+        record = {"kind": "eval", "stage": self.cfg.stage, "step": self.step, **result.summary(), "iou": result.iou}
+        self.log.append(record)
         if result.miou > self.best_miou:
             self.best_miou = result.miou
             self.save("best.pt", with_state=False)
@@ -180,7 +237,7 @@ class Trainer:
         return result
 
     def fit(self, callbacks: Sequence[StepCallback] = ()) -> TrainResult:
-        """Train from the current step to ``total_steps``; Ctrl-C saves last.pt and re-raises."""
+        """Train from the current step to ``total_steps``; Ctrl-C or SIGTERM saves last.pt and raises Interrupted."""
         cfg = self.cfg
         result = TrainResult(self.run_dir, self.step, self.best_miou, None)
         batches = iter(train_loader(self.data, cfg, self.step))
@@ -193,15 +250,16 @@ class Trainer:
             TextColumn("{task.fields[info]}"),
             TimeRemainingColumn(),
         )
-        with Progress(*columns, disable=self.quiet) as bar:
+        with stop_on_signals(), Progress(*columns, disable=self.quiet) as bar:
             task = bar.add_task("train", total=self.total_steps, completed=self.step, info="")
             miou = "-"
             try:
                 while self.step < self.total_steps:
                     start = time.perf_counter()
                     batch = next(batches)
-                    losses = self.train_step(batch)
-                    self.step += 1
+                    with deferred_signals():  # a stop lands between steps: last.pt is never half a step
+                        losses = self.train_step(batch)
+                        self.step += 1
                     busy += time.perf_counter() - start
                     seen += len(batch["image"])
                     result.losses.append(losses["loss"])
@@ -212,19 +270,32 @@ class Trainer:
                     if self.step % cfg.eval_every == 0 or self.step == self.total_steps:
                         result.last_eval = self.evaluate()
                         miou = f"{result.last_eval.miou:.3f}"
+                    elif cfg.save_every and self.step % cfg.save_every == 0:
+                        self._save_last()
                     info = f"loss {losses['loss']:.3f}  mIoU {miou}  {seen / busy:.1f} img/s"
                     bar.update(task, completed=self.step, info=info)
                     for callback in callbacks:
                         callback(self.step, losses)
-            except KeyboardInterrupt:
-                self.save("last.pt", with_state=True)
-                raise
+            except KeyboardInterrupt as exc:
+                self._save_last()
+                signum = exc.signum if isinstance(exc, Interrupted) else Interrupted().signum
+                raise Interrupted(
+                    signum,
+                    f"{self.run_dir}: stopped at step {self.step} of {self.total_steps}, checkpoints/last.pt "
+                    f"saved; continue with twdeploy train --resume {self.run_dir}",
+                ) from exc
         if self.step == result.step:  # nothing left to do (a finished run resumed)
             self.save("last.pt", with_state=True)
         result.step, result.best_miou = self.step, self.best_miou
         return result
 
+    def _save_last(self) -> None:
+        """``last.pt`` with the full training state; a signal meanwhile waits until it is on disk."""
+        with deferred_signals():
+            self.save("last.pt", with_state=True)
+
     def _log_train(self, window: list[dict[str, float]], images_per_s: float) -> None:
         mean = {k: sum(w[k] for w in window) / len(window) for k in window[0]}
         lr = self.optimizer.param_groups[0]["lr"]
-        self.log.append({"kind": "train", "step": self.step, **mean, "lr": lr, "img_s": images_per_s})
+        record = {"kind": "train", "stage": self.cfg.stage, "step": self.step, **mean, "lr": lr, "img_s": images_per_s}
+        self.log.append(record)
