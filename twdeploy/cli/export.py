@@ -35,6 +35,9 @@ def main(
     opset: Annotated[int, typer.Option(help="ONNX opset (TensorRT 10's parser takes 9-20).")] = DEFAULT_OPSET,
     half: Annotated[bool, typer.Option("--half", help="Also write a float16 model (divisions stay float32).")] = False,
     trt: Annotated[bool, typer.Option("--trt", help="Also build a TensorRT engine (NVIDIA GPU).")] = False,
+    simplify: Annotated[
+        bool, typer.Option("--simplify", help="Simplify the graph with onnxslim (then lint and verify it).")
+    ] = False,
     check: Annotated[
         Path | None, typer.Option(help="Only lint this ONNX file against TensorRT's parser.", show_default=False)
     ] = None,
@@ -83,6 +86,7 @@ def main(
         opset=opset,
         half=half,
         trt=trt,
+        simplify=simplify,
         class_chunk=class_chunk,
         workspace_gb=workspace,
         device=device,

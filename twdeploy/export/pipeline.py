@@ -56,6 +56,7 @@ class ExportOptions:
     opset: int = DEFAULT_OPSET
     half: bool = False
     trt: bool = False
+    simplify: bool = False
     class_chunk: int | None = None
     workspace_gb: float = 4.0
     samples: int = 4
@@ -104,6 +105,10 @@ def _write_onnx(
 ) -> Artifact:
     began = time.perf_counter()
     proto = to_onnx(model, card, options.opset, half)
+    if options.simplify:
+        from twdeploy.export.simplify import simplify
+
+        proto = simplify(proto)
     seconds = time.perf_counter() - began
     findings = lint_model(proto)
     report.lint.extend({"model": path.name, **d} for d in lint_dicts(findings))
@@ -144,6 +149,7 @@ def export(
         "class_chunk": options.class_chunk,
         "samples": options.samples,
         "device": options.device,
+        "simplify": options.simplify,
     }
     report = ExportReport(str(source), card.to_dict(), settings, inputs)
     log(f"exporting {card.arch} ({card.selection} classes) to {out}/ ...")
