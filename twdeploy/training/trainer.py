@@ -24,7 +24,6 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from twdeploy import atomic
-from twdeploy.data import Normalization
 from twdeploy.errors import TwdeployError
 from twdeploy.model.card import ModelCard
 from twdeploy.model.io import read_checkpoint, save_checkpoint
@@ -35,6 +34,7 @@ from twdeploy.training.config import TrainConfig
 from twdeploy.training.data import build_run_data, eval_loader, train_loader
 from twdeploy.training.device import autocast, resolve_device
 from twdeploy.training.evaluate import EvalResult, evaluate
+from twdeploy.training.init import initialise, input_normalization, with_start_normalization
 from twdeploy.training.losses import classification_loss, total_loss
 from twdeploy.training.runlog import RunLog
 from twdeploy.training.schedule import build_scheduler
@@ -64,7 +64,7 @@ def default_run_dir(cfg: TrainConfig) -> Path:
 
 def train(cfg: TrainConfig, callbacks: Sequence[StepCallback] = (), quiet: bool = False) -> TrainResult:
     """Start a new run in :func:`default_run_dir`; an existing run folder is a one-line error."""
-    cfg.validate()
+    cfg = with_start_normalization(cfg.validate())
     output_dir(cfg.out, "--out")
     run_dir = default_run_dir(cfg)
     if (run_dir / "config.json").exists():
@@ -73,7 +73,9 @@ def train(cfg: TrainConfig, callbacks: Sequence[StepCallback] = (), quiet: bool 
     cfg.save(run_dir / "config.json")
     if cfg.recipe is not None:
         return _recipe_segment_stage(cfg, run_dir, callbacks, quiet)
-    return Trainer(cfg, run_dir, quiet).fit(callbacks)
+    trainer = Trainer(cfg, run_dir, quiet)
+    initialise(trainer.model, cfg, trainer.card.class_names)
+    return trainer.fit(callbacks)
 
 
 def resume(run_dir: str | Path, callbacks: Sequence[StepCallback] = (), quiet: bool = False) -> TrainResult:
@@ -107,7 +109,9 @@ def _recipe_segment_stage(
         stage_cfg = classify_stage_config(cfg, run_dir)
         stage_dir.mkdir(parents=True, exist_ok=True)
         stage_cfg.save(stage_dir / "config.json")
-        Trainer(stage_cfg, stage_dir, quiet).fit(callbacks)
+        stage = Trainer(stage_cfg, stage_dir, quiet)
+        initialise(stage.model, stage_cfg, stage.card.class_names)
+        stage.fit(callbacks)
     return Trainer(cfg, run_dir, quiet, start_from=stage_dir / "checkpoints" / "last.pt").fit(callbacks)
 
 
@@ -123,7 +127,7 @@ class Trainer:
             cfg.arch,
             tuple(self.data.class_names),
             (cfg.image_size, cfg.image_size),
-            normalization=Normalization(mode=cfg.normalization).to_dict(),
+            normalization=input_normalization(cfg.arch, cfg.normalization).to_dict(),
             eps=cfg.eps,
             model=cfg.model,
         )
