@@ -155,7 +155,7 @@ def _workers(agent: int) -> dict[int, int]:
 @pytest.mark.slow
 def test_sigterm_to_one_rank_stops_all_then_resumes_on_one_and_two(tmp_path: Path) -> None:
     """SIGTERM to rank 1: every rank stops after the same step, rank 0 saves last.pt; resume 1 then 2 processes."""
-    steps = 400
+    steps = 40
     settings = {**SETTINGS, "steps": steps, "eval_every": steps, "save_every": 0}
     args = [*_cli_args(**settings), "--batch-size", "4", "--out", str(tmp_path), "--name", "run"]
     agent = _torchrun(2, args, wait=False)
