@@ -21,7 +21,7 @@ NAMES = ["background", "aeroplane", "bicycle", "bird"]
 
 
 def _temp_files(root: Path) -> list[Path]:
-    return [p for p in root.rglob("*") if p.name.startswith(".") or p.suffix == ".tmp"]
+    return [p for p in root.rglob("*") if p.name.startswith(".") or p.suffix == ".tmp" or ".partial." in p.name]
 
 
 def _frame(name: str = "sub/pic", h: int = 37, w: int = 53) -> Frame:
@@ -89,7 +89,7 @@ def test_annotated_video_has_every_frame(tmp_path: Path) -> None:
             mask = np.zeros(frame.size, np.int64)
             mask[10:30, 10:30] = 1
             writer.write(frame, mask)
-        assert _temp_files(out)  # the video is still being written under a temp name
+        assert (out / "videos" / "clip.partial.mp4").is_file()  # still being written under its partial name
     cap = cv2.VideoCapture(str(out / "videos" / "clip.mp4"))
     count = 0
     while cap.read()[0]:

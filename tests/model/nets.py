@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from twdeploy.model.backbones import VGG, BasicBlock, Bottleneck, ChainNet, ResNet
+from twdeploy.model.efficientnet import EfficientNetLite, Stage
 
 
 class Chain(ChainNet):
@@ -34,7 +35,7 @@ def strip_biases(net: nn.Module) -> nn.Module:
 
 
 def zoo(num_classes: int = 5) -> dict[str, ChainNet]:
-    """One net per rule family: VGG-style, ResNet with basic and bottleneck blocks, odd layers."""
+    """One net per rule family: VGG-style, ResNet with basic and bottleneck blocks, odd layers, EfficientNet-Lite."""
     torch.manual_seed(0)
     odd = Chain(
         nn.Conv2d(3, 8, 3, stride=2, padding=1),
@@ -56,4 +57,6 @@ def zoo(num_classes: int = 5) -> dict[str, ChainNet]:
         "resnet_basic": ResNet(BasicBlock, [1, 1], num_classes, width=8),
         "resnet_bottleneck": ResNet(Bottleneck, [1, 2], num_classes, width=4),
         "odd_layers": odd,
+        # no-expand block, strided MBConv with asymmetric "same" padding, inverted residual
+        "efficientnet_lite": EfficientNetLite(num_classes, stages=(Stage(1, 3, 1, 1, 8), Stage(2, 5, 2, 6, 16))),
     }

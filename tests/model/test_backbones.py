@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from twdeploy.model import BACKBONES, build_backbone
+from twdeploy.model import backbone_names, build_backbone
 
 # Parameter counts torchvision publishes for its ImageNet models (1000 classes).
 PUBLISHED_PARAMETERS = {
@@ -103,4 +103,4 @@ def test_input_channels_and_unknown_arch() -> None:
     assert model(torch.rand(2, 1, 64, 64)).shape == (2, 3)
     with pytest.raises(ValueError, match="unknown architecture 'resnet7'"):
         build_backbone("resnet7", 3)
-    assert {"vgg_mini", "resnet_mini"} <= set(BACKBONES)
+    assert {"vgg_mini", "resnet_mini", "efficientnet_lite0"} <= set(backbone_names())

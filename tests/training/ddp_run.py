@@ -1,6 +1,7 @@
-"""torchrun target of test_distributed: ``twdeploy ARGS`` with vgg_mini's dropout off, each rank's leaves saved.
+"""torchrun target of test_distributed: ``twdeploy ARGS`` with ``vgg_mini_nodrop`` registered, each rank's leaves saved.
 
-Each rank draws its own dropout masks, so only a dropout-free net can match one process exactly.
+Each rank draws its own dropout masks, so only a dropout-free net can match one process exactly:
+``vgg_mini_nodrop`` is ``vgg_mini`` with dropout 0.
 After training, every rank writes ``rank<R>.pt`` (its trained leaves and AdamW state) into the run.
 """
 
@@ -9,14 +10,20 @@ from collections.abc import Sequence
 import torch
 
 from twdeploy.cli.app import main
-from twdeploy.model import backbones
+from twdeploy.model.backbones import VGG
+from twdeploy.model.registry import register_backbone
 from twdeploy.training.trainer import StepCallback, Trainer, TrainResult
 
+DROPOUT_FREE = "vgg_mini_nodrop"
 
-def without_dropout() -> None:
-    """Make ``vgg_mini`` dropout-free (same weights and layers, dropout p = 0)."""
-    backbones.BACKBONES["vgg_mini"] = lambda k, c: backbones.VGG(
-        [16, "M", 32, "M", 64, "M", 64, "M"], k, c, hidden=128, pool=2, dropout=0.0
+
+def register_dropout_free() -> None:
+    """Register ``vgg_mini_nodrop``: ``vgg_mini``'s layers with dropout p = 0."""
+    register_backbone(
+        DROPOUT_FREE,
+        lambda k, c: VGG([16, "M", 32, "M", 64, "M", 64, "M"], k, c, hidden=128, pool=2, dropout=0.0),
+        image_size=64,
+        replace=True,
     )
 
 
@@ -31,6 +38,6 @@ def _fit_and_save_leaves(self: Trainer, callbacks: Sequence[StepCallback] = ()) 
 _fit = Trainer.fit
 
 if __name__ == "__main__":
-    without_dropout()
+    register_dropout_free()
     Trainer.fit = _fit_and_save_leaves
     main()

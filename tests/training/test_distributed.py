@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,19 +17,19 @@ import torch
 from typer.testing import CliRunner
 
 from twdeploy.cli.app import app
-from twdeploy.model import backbones
 from twdeploy.model.io import read_checkpoint
+from twdeploy.model.registry import unregister_backbone
 from twdeploy.training.config import TrainConfig
 from twdeploy.training.distributed import Ranks, without_gpus_option
 from twdeploy.training.evaluate import evaluate_checkpoint
 from twdeploy.training.trainer import resume, train
 
-from .ddp_run import without_dropout
+from .ddp_run import DROPOUT_FREE, register_dropout_free
 
-DROPOUT_FREE = Path(__file__).with_name("ddp_run.py")
+DDP_RUN = Path(__file__).with_name("ddp_run.py")
 # tie=separate: the alias parameters must be synchronised too, or the weights drift from one process's
 SETTINGS = dict(
-    data="synthetic:40", arch="vgg_mini", image_size=64, steps=4, eval_every=4, log_every=1, tie="separate",
+    data="synthetic:40", arch=DROPOUT_FREE, image_size=64, steps=4, eval_every=4, log_every=1, tie="separate",
     device="cpu", pixel_labels=6, val_images=10,
 )
 SETTINGS_LR = 1e-3  # TrainConfig's default lr
@@ -39,8 +40,8 @@ def _cli_args(**settings: object) -> list[str]:
 
 
 def _torchrun(nproc: int, args: list[str], wait: bool = True, dropout: bool = True) -> subprocess.Popen:
-    """``torchrun -m twdeploy train ARGS`` (``dropout=False``: through ddp_run.py, vgg_mini without dropout)."""
-    target = ["-m", "twdeploy"] if dropout else [str(DROPOUT_FREE)]
+    """``torchrun -m twdeploy train ARGS`` (``dropout=False``: through ddp_run.py, which knows vgg_mini_nodrop)."""
+    target = ["-m", "twdeploy"] if dropout else [str(DDP_RUN)]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", *target,
            "train", *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -61,16 +62,15 @@ def _last(run: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
     """The same 4 steps as 1 process with batch 8 and as 2 torchrun processes with batch 4 each (no dropout)."""
     out = tmp_path_factory.mktemp("ddp")
     _torchrun(2, [*_cli_args(**SETTINGS), "--batch-size", "4", "--out", str(out), "--name", "two"], dropout=False)
     torch.set_num_threads(1)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setitem(backbones.BACKBONES, "vgg_mini", backbones.BACKBONES["vgg_mini"])  # restored afterwards
-        without_dropout()
-        single = train(TrainConfig(**SETTINGS, batch_size=8, out=str(out), name="one"), quiet=True)
-    return single.run_dir, out / "two"
+    register_dropout_free()
+    single = train(TrainConfig(**SETTINGS, batch_size=8, out=str(out), name="one"), quiet=True)
+    yield single.run_dir, out / "two"
+    unregister_backbone(DROPOUT_FREE)
 
 
 def test_two_processes_equal_one_with_the_same_global_batch(runs: tuple[Path, Path]) -> None:
@@ -156,7 +156,7 @@ def _workers(agent: int) -> dict[int, int]:
 def test_sigterm_to_one_rank_stops_all_then_resumes_on_one_and_two(tmp_path: Path) -> None:
     """SIGTERM to rank 1: every rank stops after the same step, rank 0 saves last.pt; resume 1 then 2 processes."""
     steps = 40
-    settings = {**SETTINGS, "steps": steps, "eval_every": steps, "save_every": 0}
+    settings = {**SETTINGS, "arch": "vgg_mini", "steps": steps, "eval_every": steps, "save_every": 0}
     args = [*_cli_args(**settings), "--batch-size", "4", "--out", str(tmp_path), "--name", "run"]
     agent = _torchrun(2, args, wait=False)
     run = tmp_path / "run"

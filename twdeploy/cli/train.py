@@ -27,6 +27,7 @@ Examples:
   twdeploy train --data voc:~/VOCdevkit --arch resnet50 --image-size 256 --pixel-labels 100 --lr 1e-5
   twdeploy train --recipe paper --classify-steps 500 --steps 1000   # tags-only classifier, then heatmaps
   twdeploy train --stage classify --steps 500      # the tags-only classifier stage alone
+  twdeploy train --arch efficientnet_lite0 --weights imagenet --image-size 224 --lr 1e-4
   twdeploy train --w-cls 0 --name pixels-only      # baseline without the tag loss
   twdeploy train --model unet --name unet          # the paper's U-Net baseline on the same encoder
   twdeploy train --resume runs/NAME                # continue a stopped run
@@ -42,7 +43,16 @@ def main(
     model: Annotated[
         str, typer.Option(help="heatmap (LRP decoder), or the baselines unet (masks only) and mtunet (+ tags).")
     ] = _DEFAULTS.model,
-    arch: Annotated[str, typer.Option(help="Backbone, e.g. resnet_mini, vgg_mini, resnet50, vgg16.")] = _DEFAULTS.arch,
+    arch: Annotated[
+        str, typer.Option(help="Backbone, e.g. resnet_mini, vgg_mini, resnet50, vgg16, efficientnet_lite0.")
+    ] = _DEFAULTS.arch,
+    weights: Annotated[
+        str | None,
+        typer.Option(help="Start from ImageNet weights: imagenet (packaged ones) or a torchvision state dict FILE."),
+    ] = None,
+    init: Annotated[
+        str | None, typer.Option(help="Start from an earlier run folder or checkpoint (same --arch).")
+    ] = None,
     image_size: Annotated[int, typer.Option(help="Square input size in pixels.")] = _DEFAULTS.image_size,
     pixel_labels: Annotated[int, typer.Option(help="Pixel-label budget (class-balanced draw); -1 = every mask.")] = 20,
     steps: Annotated[int | None, typer.Option(help=f"Optimiser steps (default {DEFAULT_STEPS}).")] = None,
@@ -68,7 +78,7 @@ def main(
         str, typer.Option(help="Label 255: ignore, or background (the reference).")
     ] = _DEFAULTS.boundary,
     normalization: Annotated[
-        str, typer.Option(help="Input scaling: unit ((x+1)/256) or meanstd.")
+        str, typer.Option(help="Input scaling: unit ((x+1)/256) or meanstd (the backbone's pretrained mean/std).")
     ] = _DEFAULTS.normalization,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = _DEFAULTS.device,
     amp: Annotated[bool, typer.Option(help="bf16 autocast on CUDA (ignored on CPU).")] = _DEFAULTS.amp,
@@ -111,6 +121,8 @@ def main(
             data=data,
             model=model,
             arch=arch,
+            weights=weights,
+            init=init,
             image_size=image_size,
             pixel_labels=None if pixel_labels < 0 else pixel_labels,
             steps=steps,

@@ -28,6 +28,7 @@ from twdeploy import atomic
 from twdeploy.data.transforms import Normalization
 from twdeploy.errors import TwdeployError
 from twdeploy.model.card import ModelCard
+from twdeploy.model.folding import fold_batchnorm
 from twdeploy.model.segmenter import Segmenter
 from twdeploy.model.unet import UNet
 
@@ -93,12 +94,15 @@ def metadata(card: ModelCard, half: bool) -> dict[str, str]:
 def to_onnx(
     model: Segmenter | UNet, card: ModelCard, opset: int = DEFAULT_OPSET, half: bool = False
 ) -> onnx.ModelProto:
-    """Trace ``model`` with the TorchScript exporter; the result passes onnx.checker and shape inference."""
+    """Trace ``model`` (a segmenter's batch norms folded) with the TorchScript exporter; checked and shape-inferred."""
     if model.selection.mode != card.selection:
         raise ValueError(f"model selects {model.selection.mode!r} classes but the card says {card.selection!r}")
     names = model.output_names
-    traced = copy.deepcopy(model).half() if half else model
-    module = _Exported(traced) if isinstance(traced, Segmenter) else _ExportedUNet(traced)
+    if isinstance(model, Segmenter):
+        folded = fold_batchnorm(model)
+        module = _Exported(folded.half() if half else folded)
+    else:
+        module = _ExportedUNet(copy.deepcopy(model).half() if half else model)
     dummy = torch.rand(2, card.in_channels, *card.image_size, generator=torch.Generator().manual_seed(0))
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():

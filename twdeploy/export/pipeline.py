@@ -33,6 +33,7 @@ from twdeploy.export.report import Artifact, ExportReport, lint_dicts, table
 from twdeploy.export.triton import TritonOptions, write_repository
 from twdeploy.export.verify import Reference, ort_runner, reference, torch_runner, verify_against
 from twdeploy.model.card import ModelCard
+from twdeploy.model.folding import fold_batchnorm
 from twdeploy.model.io import load_model, resolve_checkpoint
 from twdeploy.model.segmenter import Segmenter
 
@@ -79,7 +80,7 @@ def prepare_output(out: Path) -> Path:
 
 
 def select(model: Segmenter, card: ModelCard, options: ExportOptions) -> tuple[Segmenter, ModelCard]:
-    """The model with the export's class selection (and class chunk), same weights."""
+    """The model with the export's class selection (and class chunk), same weights, batch norms folded."""
     if options.topk is not None and options.classes is not None:
         raise TwdeployError("--topk and --classes exclude each other; choose one")
     if options.topk is not None or options.classes is not None:
@@ -89,7 +90,7 @@ def select(model: Segmenter, card: ModelCard, options: ExportOptions) -> tuple[S
     except ValueError as exc:
         raise TwdeployError(f"class selection: {exc}") from None
     selected.load_state_dict(model.state_dict())
-    return selected.eval(), card
+    return fold_batchnorm(selected), card
 
 
 def _write_onnx(
@@ -114,7 +115,7 @@ def export(source: Path, options: ExportOptions, console: Console) -> ExportRepo
             f"Triton max batch {options.triton_options.max_batch_size} exceeds the engine's profile maximum "
             f"{options.batch.max}; raise --batch (min,opt,max) or lower --triton-max-batch"
         )
-    model, card = load_model(source)
+    model, card = load_model(source, fold_bn=False)
     model, card = select(model, card, options)
     out = prepare_output(options.out or run_dir(source) / "export")
     batch = options.batch.opt

@@ -5,7 +5,8 @@ Layout of an output folder (`runs/segment/<n>/` by default)::
     masks/<name>.png                palette PNG at the original size; pixel values are class ids
     overlays/<name>.jpg             mask blended over the image, with a legend
     heatmaps/<name>/<id>_<cls>.png  one diverging heatmap per class (blue < 0 < red)
-    videos/<stem>.mp4               annotated video per video / stream source
+    videos/<stem>.mp4               annotated video per video / stream source (fragmented MP4;
+                                    while running, or after a kill, videos/<stem>.partial.mp4)
     results.jsonl                   one JSON object per image / frame
 
 Every file appears atomically (temp file in the same folder, then os.replace); the JSONL is
@@ -19,9 +20,11 @@ import json
 import os
 import re
 from collections.abc import Collection, Sequence
+from fractions import Fraction
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import av
 import cv2
 import numpy as np
 from PIL import Image
@@ -33,6 +36,8 @@ from twdeploy.inference.sources import Frame
 
 SAVE_ITEMS = frozenset({"mask", "overlay", "heatmaps", "video", "json"})
 DEFAULT_VIDEO_FPS = 30.0
+PARTIAL_SUFFIX = ".partial.mp4"
+FRAGMENTED_MP4 = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1"}
 
 
 def default_save(source_kind: str) -> frozenset[str]:
@@ -84,25 +89,39 @@ def _safe_rel(name: str) -> PurePosixPath:
 
 
 class _VideoSink:
-    """An annotated video written to a temp file and moved into place on close."""
+    """An annotated video, written as fragmented MP4 to ``<stem>.partial.mp4`` and renamed on close.
+
+    A fragment (about one second, from one keyframe to the next) reaches the disk as soon as it
+    is complete, so after ``kill -9`` the partial file plays up to the last full second.
+    """
 
     def __init__(self, path: Path, fps: float, size: tuple[int, int]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.size = size
-        self.tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-        self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (size[1], size[0]))
-        if not self.writer.isOpened():
-            raise TwdeployError(f"{path}: OpenCV cannot write mp4v video here: check the folder is writable")
+        self.size = (size[0] + size[0] % 2, size[1] + size[1] % 2)  # yuv420p needs even sides
+        self.partial = path.with_name(f"{path.stem}{PARTIAL_SUFFIX}")
+        rate = Fraction(fps).limit_denominator(1001)
+        try:
+            self.container = av.open(str(self.partial), "w", format="mp4", options=FRAGMENTED_MP4)
+        except OSError as exc:
+            raise TwdeployError(f"{path}: cannot write a video here ({exc.strerror}); check the folder") from None
+        self.stream = self.container.add_stream("mpeg4", rate=rate)
+        self.stream.height, self.stream.width = self.size
+        self.stream.pix_fmt = "yuv420p"
+        self.stream.bit_rate = 8 * self.size[0] * self.size[1] * max(1, round(fps))  # ~1 byte/pixel/s
+        self.stream.codec_context.gop_size = max(1, round(fps))  # a keyframe, so a fragment, every second
 
     def write(self, image: np.ndarray) -> None:
         if image.shape[:2] != self.size:
             image = cv2.resize(image, (self.size[1], self.size[0]), interpolation=cv2.INTER_AREA)
-        self.writer.write(image)
+        for packet in self.stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")):
+            self.container.mux(packet)
 
     def close(self) -> None:
-        self.writer.release()
-        os.replace(self.tmp, self.path)
+        for packet in self.stream.encode():
+            self.container.mux(packet)
+        self.container.close()
+        os.replace(self.partial, self.path)
 
 
 class SegmentWriter:

@@ -7,7 +7,6 @@ replaced. Every backbone exposes ``lrp_forward``/``lrp_relevance`` through its o
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch.nn.functional as F
@@ -38,9 +37,11 @@ class ChainNet(nn.Module):
 
 
 class ResidualBlock(nn.Module):
-    """``relu(f(x) + s(x))``; relevance splits in proportion to the two summands."""
+    """``relu(f(x) + s(x))`` (plain ``f(x) + s(x)`` without ``relu_after_sum``); relevance splits
+    in proportion to the two summands."""
 
     downsample: nn.Module | None
+    relu_after_sum = True
 
     def residual_branch(self) -> list[nn.Module]:
         """The layers of ``f``."""
@@ -53,7 +54,8 @@ class ResidualBlock(nn.Module):
         f, saved_f = chain_forward(self.residual_branch(), x)
         s, saved_s = lrp_forward(self.downsample, x) if self.downsample is not None else (x, None)
         total = f + s
-        return F.relu(total), (saved_f, saved_s, f, s, total)
+        out = F.relu(total) if self.relu_after_sum else total
+        return out, (saved_f, saved_s, f, s, total)
 
     def lrp_relevance(self, saved: Any, r: Tensor, ctx: DecoderContext) -> Tensor:
         saved_f, saved_s, f, s, total = saved
@@ -211,24 +213,3 @@ class VGG(ChainNet):
 
     def chain(self) -> list[nn.Module]:
         return [self.features, self.avgpool, self.flatten, self.classifier]
-
-
-BACKBONES: dict[str, Callable[..., ChainNet]] = {
-    "vgg16": lambda k, c: VGG(VGG16_CONFIG, k, c),
-    "vgg16_bn": lambda k, c: VGG(VGG16_CONFIG, k, c, batch_norm=True),
-    "resnet18": lambda k, c: ResNet(BasicBlock, [2, 2, 2, 2], k, c),
-    "resnet34": lambda k, c: ResNet(BasicBlock, [3, 4, 6, 3], k, c),
-    "resnet50": lambda k, c: ResNet(Bottleneck, [3, 4, 6, 3], k, c),
-    "resnet101": lambda k, c: ResNet(Bottleneck, [3, 4, 23, 3], k, c),
-    # Small variants of the same layer types: the CPU demo and tests run in seconds.
-    "vgg_mini": lambda k, c: VGG([16, "M", 32, "M", 64, "M", 64, "M"], k, c, hidden=128, pool=2, dropout=0.2),
-    "resnet_mini": lambda k, c: ResNet(BasicBlock, [1, 1, 1, 1], k, c, width=16),
-    "vgg_mini_bn": lambda k, c: VGG([16, "M", 32, "M", 64, "M", 64, "M"], k, c, True, hidden=128, pool=2, dropout=0.2),
-}
-
-
-def build_backbone(name: str, num_classes: int, in_channels: int = 3) -> ChainNet:
-    """Build a backbone by name; ``num_classes`` counts the background class."""
-    if name not in BACKBONES:
-        raise ValueError(f"unknown architecture {name!r}; choose one of: {', '.join(BACKBONES)}")
-    return BACKBONES[name](num_classes, in_channels)

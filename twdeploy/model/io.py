@@ -15,8 +15,9 @@ import torch
 
 from twdeploy import atomic
 from twdeploy.errors import TwdeployError
-from twdeploy.model.backbones import BACKBONES
 from twdeploy.model.card import ModelCard
+from twdeploy.model.folding import fold_batchnorm
+from twdeploy.model.registry import backbone_names
 from twdeploy.model.segmenter import Segmenter
 
 CHECKPOINT_FORMAT = "twdeploy-checkpoint/1"
@@ -87,10 +88,10 @@ def checkpoint_card(payload: dict[str, Any], file: Path) -> ModelCard:
         card = ModelCard.from_dict(data)
     except (ValueError, TypeError, AttributeError, KeyError) as exc:
         raise TwdeployError(f"{file}: unusable model card ({exc}); upgrade twdeploy or retrain") from None
-    if card.arch not in BACKBONES:
+    if card.arch not in backbone_names():
         raise TwdeployError(
-            f"{file}: unknown architecture {card.arch!r} in the model card; upgrade twdeploy "
-            f"(this one knows {', '.join(BACKBONES)})"
+            f"{file}: unknown architecture {card.arch!r} in the model card; upgrade twdeploy or register it "
+            f"with twdeploy.model.registry.register_backbone (this one knows {', '.join(backbone_names())})"
         )
     return card
 
@@ -98,7 +99,7 @@ def checkpoint_card(payload: dict[str, Any], file: Path) -> ModelCard:
 def weights_arch(state: dict[str, Any], card: ModelCard) -> str | None:
     """The backbone whose parameter names and shapes match ``state`` (built on the meta device), if any."""
     shapes = {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
-    for arch in BACKBONES:
+    for arch in backbone_names():
         with torch.device("meta"):
             candidate = replace(card, arch=arch).build().state_dict()
         if {k: tuple(v.shape) for k, v in candidate.items()} == shapes:
@@ -106,8 +107,13 @@ def weights_arch(state: dict[str, Any], card: ModelCard) -> str | None:
     return None
 
 
-def load_model(path: str | Path, class_chunk: int | None = None) -> tuple[Segmenter, ModelCard]:
-    """Rebuild the segmenter of a checkpoint or run folder, in eval mode."""
+def load_model(
+    path: str | Path, class_chunk: int | None = None, fold_bn: bool = True
+) -> tuple[Segmenter, ModelCard]:
+    """Rebuild the model of a checkpoint or run folder, in eval mode.
+
+    ``fold_bn`` merges a segmenter's batch norms into their convs (canonical LRP, :func:`fold_batchnorm`).
+    """
     file = resolve_checkpoint(path)
     payload = read_checkpoint(file)
     card = checkpoint_card(payload, file)
@@ -124,4 +130,4 @@ def load_model(path: str | Path, class_chunk: int | None = None) -> tuple[Segmen
             f"{file}: the card says {card.arch} with {card.num_classes} classes but the file holds {held}; "
             "the checkpoint was edited or mixed up: use the original or retrain"
         ) from None
-    return model.eval(), card
+    return (fold_batchnorm(model) if fold_bn and isinstance(model, Segmenter) else model.eval()), card

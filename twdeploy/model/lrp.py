@@ -29,6 +29,7 @@ SUPPORTED = (
     nn.AdaptiveAvgPool2d,
     nn.Flatten,
     nn.Sequential,
+    nn.ZeroPad2d,
     *PASS_THROUGH,
 )
 
@@ -94,6 +95,8 @@ def check_supported(module: nn.Module) -> None:
             raise ValueError(f"conv {name!r}: only numeric zero padding is supported")
         if isinstance(m, nn.MaxPool2d) and (m.ceil_mode or m.return_indices or _pair(m.dilation) != (1, 1)):
             raise ValueError(f"max-pool {name!r}: ceil_mode, dilation and return_indices are unsupported")
+        if isinstance(m, nn.ZeroPad2d) and min(m.padding) < 0:
+            raise ValueError(f"zero-pad {name!r}: negative padding (cropping) is unsupported")
         if isinstance(m, nn.AvgPool2d) and (m.ceil_mode or not m.count_include_pad or m.divisor_override):
             raise ValueError(f"avg-pool {name!r}: only count_include_pad=True without ceil_mode is supported")
 
@@ -125,6 +128,8 @@ def lrp_forward(module: nn.Module, x: Tensor) -> tuple[Tensor, Any]:
         return y, (x, y)
     if isinstance(module, nn.Flatten):
         return module(x), x
+    if isinstance(module, nn.ZeroPad2d):
+        return F.pad(x, module.padding), rules.static_shape(x, 2)
     if isinstance(module, PASS_THROUGH):
         return _out_of_place(module, x), None
     raise TypeError(f"no relevance rule for {type(module).__name__}")
@@ -140,6 +145,8 @@ def lrp_relevance(module: nn.Module, saved: Any, r: Tensor, ctx: DecoderContext)
         return r
     if isinstance(module, nn.Flatten):
         return r.reshape((-1, int(r.shape[1]), *rules.static_shape(saved)))
+    if isinstance(module, nn.ZeroPad2d):
+        return rules.crop(r, module.padding, saved)
     a, y = saved
     if isinstance(module, nn.Conv2d):
         return rules.conv2d(

@@ -185,3 +185,12 @@ def avgpool2d(
     channels = int(a.shape[1])
     uniform = torch.full((channels, 1, *kernel), 1.0 / (kernel[0] * kernel[1]), dtype=r.dtype, device=r.device)
     return conv2d(a, y, r, uniform, stride, padding, (1, 1), channels, eps)
+
+
+def crop(r: Tensor, padding: tuple[int, int, int, int], size: tuple[int, int]) -> Tensor:
+    """Relevance through zero padding ``(left, right, top, bottom)``: the crop back to ``size``.
+
+    The padded zeros are inputs of value 0, so the next layer's rule gave them none: nothing is lost.
+    """
+    left, _, top, _ = padding
+    return r[..., top : top + size[0], left : left + size[1]]

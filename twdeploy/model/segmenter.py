@@ -14,8 +14,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from twdeploy.model.backbones import ChainNet, build_backbone
+from twdeploy.model.backbones import ChainNet
 from twdeploy.model.lrp import DecoderContext, check_supported
+from twdeploy.model.registry import build_backbone
 
 
 @dataclass(frozen=True)

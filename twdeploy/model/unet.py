@@ -19,8 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from twdeploy.model.backbones import ChainNet, build_backbone
+from twdeploy.model.backbones import ChainNet
 from twdeploy.model.lrp import lrp_forward
+from twdeploy.model.registry import build_backbone
 from twdeploy.model.segmenter import ClassSelection
 
 HEAD_LAYERS = (nn.AdaptiveAvgPool2d, nn.Flatten, nn.Linear)

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from twdeploy.errors import TwdeployError
-from twdeploy.model.backbones import BACKBONES
 from twdeploy.model.card import MODEL_KINDS
+from twdeploy.model.registry import backbone_names
 
 Tie = Literal["separate", "summed"]
 TIE_MODES = ("separate", "summed")
@@ -33,6 +33,8 @@ class TrainConfig:
     (0.59 -> 0.90 in 425 steps) while ``summed`` learns it (0.53 -> 0.25 in 200 steps).
     ``model`` is the kind (card.MODEL_KINDS): the heatmap segmenter, or the paper's U-Net
     (pixel masks only) and multi-task U-Net (masks + tags) baselines on the same encoder.
+    ``weights`` (``imagenet`` or a state dict file) or ``init`` (an earlier run) set the start
+    weights; ``normalization`` ``meanstd`` is the architecture's pretrained mean/std.
     ``amp`` means bf16 autocast, on CUDA only. ``class_chunk`` bounds decoder memory.
     ``heatmap_scale`` multiplies the heatmaps inside the pixel loss only (masks are the argmax,
     unchanged); None means H*W, so the mean per-pixel logit is on the scale of the class logit
@@ -80,11 +82,15 @@ class TrainConfig:
     seed: int = 0
     out: str = "runs"
     name: str | None = None
+    weights: str | None = None
+    init: str | None = None
 
     def validate(self) -> TrainConfig:
         """Raise a one-line ``TwdeployError`` on a bad value; return self."""
-        if self.arch not in BACKBONES:
-            raise TwdeployError(f"unknown architecture {self.arch!r}; choose one of: {', '.join(BACKBONES)}")
+        if self.arch not in backbone_names():
+            raise TwdeployError(f"unknown architecture {self.arch!r}; choose one of: {', '.join(backbone_names())}")
+        if self.weights is not None and self.init is not None:
+            raise TwdeployError("--weights and --init both given; --init already sets every weight, drop one")
         checks = {
             "model": (self.model in MODEL_KINDS, f"one of {', '.join(MODEL_KINDS)}"),
             "tie": (self.tie in TIE_MODES, f"one of {', '.join(TIE_MODES)}"),

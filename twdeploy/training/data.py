@@ -15,9 +15,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
-from twdeploy.data import MixedBatchSampler, Normalization, SegmentationDataset, build_dataset, select_pixel_labelled
+from twdeploy.data import MixedBatchSampler, SegmentationDataset, build_dataset, select_pixel_labelled
 from twdeploy.errors import TwdeployError
 from twdeploy.training.config import TrainConfig
+from twdeploy.training.init import input_normalization
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ class RunData:
 
 def build_run_data(cfg: TrainConfig) -> RunData:
     """Train split with the pixel budget applied, val split (first ``val_images`` items)."""
-    norm = Normalization(mode=cfg.normalization)
+    norm = input_normalization(cfg.arch, cfg.normalization)
     train = build_dataset(cfg.data, "train", cfg.image_size, train=True, norm=norm)
     val = build_dataset(cfg.data, "val", cfg.image_size, train=False, norm=norm)
     if train.num_classes != val.num_classes:

@@ -26,7 +26,6 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from twdeploy import atomic
-from twdeploy.data import Normalization
 from twdeploy.errors import TwdeployError
 from twdeploy.model.card import ModelCard
 from twdeploy.model.io import read_checkpoint, save_checkpoint
@@ -38,6 +37,7 @@ from twdeploy.training.data import build_run_data, eval_loader, train_loader
 from twdeploy.training.device import autocast, resolve_device
 from twdeploy.training.distributed import setup
 from twdeploy.training.evaluate import EvalResult, evaluate
+from twdeploy.training.init import initialise, input_normalization, with_start_normalization
 from twdeploy.training.losses import classification_loss, total_loss
 from twdeploy.training.runlog import RunLog
 from twdeploy.training.schedule import build_scheduler
@@ -67,7 +67,7 @@ def default_run_dir(cfg: TrainConfig) -> Path:
 
 def train(cfg: TrainConfig, callbacks: Sequence[StepCallback] = (), quiet: bool = False) -> TrainResult:
     """Start a new run in :func:`default_run_dir`; an existing run folder is a one-line error."""
-    cfg.validate()
+    cfg = with_start_normalization(cfg.validate())
     ranks = setup(cfg.device)
     cfg = replace(cfg, world_size=ranks.world)
     output_dir(cfg.out, "--out")
@@ -80,7 +80,9 @@ def train(cfg: TrainConfig, callbacks: Sequence[StepCallback] = (), quiet: bool 
     ranks.barrier()
     if cfg.recipe is not None:
         return _recipe_segment_stage(cfg, run_dir, callbacks, quiet)
-    return Trainer(cfg, run_dir, quiet).fit(callbacks)
+    trainer = Trainer(cfg, run_dir, quiet)
+    initialise(trainer.model, cfg, trainer.card.class_names)
+    return trainer.fit(callbacks)
 
 
 def resume(run_dir: str | Path, callbacks: Sequence[StepCallback] = (), quiet: bool = False) -> TrainResult:
@@ -116,7 +118,9 @@ def _recipe_segment_stage(
         if setup(cfg.device).is_main:
             stage_dir.mkdir(parents=True, exist_ok=True)
             stage_cfg.save(stage_dir / "config.json")
-        Trainer(stage_cfg, stage_dir, quiet).fit(callbacks)
+        stage = Trainer(stage_cfg, stage_dir, quiet)
+        initialise(stage.model, stage_cfg, stage.card.class_names)
+        stage.fit(callbacks)
     return Trainer(cfg, run_dir, quiet, start_from=stage_dir / "checkpoints" / "last.pt").fit(callbacks)
 
 
@@ -134,7 +138,7 @@ class Trainer:
             cfg.arch,
             tuple(self.data.class_names),
             (cfg.image_size, cfg.image_size),
-            normalization=Normalization(mode=cfg.normalization).to_dict(),
+            normalization=input_normalization(cfg.arch, cfg.normalization).to_dict(),
             eps=cfg.eps,
             model=cfg.model,
         )

