@@ -174,7 +174,9 @@ def test_sigterm_to_one_rank_stops_all_then_resumes_on_one_and_two(tmp_path: Pat
     # one process continues the 2-process run, at the run's global batch of 8
     result = resume(run, quiet=True)
     assert result.step == steps
-    assert len(_records(run, "train")) == steps
+    logged = [r["step"] for r in _records(run, "train")]
+    assert logged == sorted(set(logged)) and logged[-1] == steps  # the stop step's line is lost, as in one process
+    assert len(logged) >= steps - 1
     # and a finished run resumed by 2 processes again is a no-op that keeps the weights
     before = _last(run)["model"]
     _torchrun(2, ["--resume", str(run)])

@@ -137,22 +137,26 @@ class Ranks:
             for s, handler in previous.items():
                 signal.signal(s, handler)
 
-    def wrap(self, forward: Callable[[torch.Tensor], Any], params: Sequence[nn.Parameter], unused: bool) -> Callable:
-        """``forward`` through ``DistributedDataParallel`` over ``params`` (all of them synchronised), or as it is.
+    def wrap(
+        self, forward: Callable[[torch.Tensor], Any], model: nn.Module, extra: Sequence[nn.Parameter], unused: bool
+    ) -> Callable:
+        """``forward`` through ``DistributedDataParallel`` over ``model`` and ``extra`` leaves, or as it is.
 
-        ``unused``: some ``params`` get no gradient in a step (a classify stage has no decoder).
+        Every parameter's gradient is averaged and rank 0's buffers (BatchNorm running statistics)
+        are broadcast at each step. ``unused``: some get no gradient (a classify stage has no decoder).
         """
         if not self.enabled:
             return forward
-        return nn.parallel.DistributedDataParallel(_Forward(forward, params), find_unused_parameters=unused)
+        return nn.parallel.DistributedDataParallel(_Forward(forward, model, extra), find_unused_parameters=unused)
 
 
 class _Forward(nn.Module):
     """A training forward as a module owning every trained parameter, the tied-weight aliases included."""
 
-    def __init__(self, forward: Callable[[torch.Tensor], Any], params: Sequence[nn.Parameter]) -> None:
+    def __init__(self, forward: Callable[[torch.Tensor], Any], model: nn.Module, extra: Sequence[nn.Parameter]) -> None:
         super().__init__()
-        self.params = nn.ParameterList(params)
+        self.model = model
+        self.extra = nn.ParameterList(extra)
         self.forward_fn = forward
 
     def forward(self, images: torch.Tensor) -> Any:

@@ -149,7 +149,9 @@ class Trainer:
         self.aliases = decoder_aliases(self.model, cfg.tie) if cfg.model == "heatmap" else {}
         params = [*self.model.parameters(), *self.aliases.values()]
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.forward = self.ranks.wrap(self._training_forward, params, unused=cfg.stage == "classify")
+        self.forward = self.ranks.wrap(
+            self._training_forward, self.model, list(self.aliases.values()), unused=cfg.stage == "classify"
+        )
         self.stop_agreed = False
         self.total_steps = cfg.total_steps(len(self.data.train))
         self.scheduler = build_scheduler(self.optimizer, self.total_steps) if cfg.cosine else None
