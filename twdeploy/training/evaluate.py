@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
@@ -39,11 +41,17 @@ class EvalResult:
 
 @torch.no_grad()
 def evaluate(
-    model: SegmentationModel, loader: DataLoader, class_names: list[str], device: torch.device, amp: bool
+    model: SegmentationModel,
+    loader: DataLoader,
+    class_names: list[str],
+    device: torch.device,
+    amp: bool,
+    sum_counts: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> EvalResult:
     """Run ``model`` (all class heatmaps or score maps) over ``loader``; the model is left in the mode it came in.
 
-    Tag F1 is nan for a model without a classification head (the plain U-Net).
+    Tag F1 is nan for a model without a classification head (the plain U-Net). ``sum_counts``
+    sums the pixel and tag counts over the ranks that each evaluated a share of the set.
     """
     was_training = model.training
     model.eval()
@@ -62,6 +70,10 @@ def evaluate(
                 images += len(batch["image"])
     finally:
         model.train(was_training)
+    if sum_counts is not None:
+        confusion.matrix = sum_counts(confusion.matrix)
+        f1.tp, f1.fp, f1.fn = (sum_counts(c) for c in (f1.tp, f1.fp, f1.fn))
+        images = int(sum_counts(np.array([images]))[0])
     return EvalResult(
         class_names=list(class_names),
         iou=[float(v) for v in confusion.iou()],
