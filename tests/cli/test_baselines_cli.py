@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 from tests.inference.tiny_model import write_mixed_folder
 from twdeploy.cli.app import app
 from twdeploy.errors import TwdeployError
-from twdeploy.export.onnx import read_card
 from twdeploy.model.card import ModelCard
+from twdeploy.model.card_files import read_onnx_card as read_card
 from twdeploy.model.io import save_checkpoint
 
 runner = CliRunner()

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from tests.model.nets import Chain
 from twdeploy.cli.app import app
 from twdeploy.errors import TwdeployError
-from twdeploy.export.onnx import read_card
+from twdeploy.model.card_files import read_onnx_card as read_card
 from twdeploy.model.io import load_model
 from twdeploy.model.registry import (
     TFLITE_NORMALIZATION,
