@@ -9,9 +9,12 @@ import torch
 from twdeploy.export import compare
 from twdeploy.export.inputs import sample_images
 from twdeploy.export.lint import lint_model
-from twdeploy.export.onnx import read_card, read_metadata, save_onnx, to_onnx
-from twdeploy.export.verify import ort_runner, reference, torch_runner, verify_against
+from twdeploy.export.onnx import save_onnx, to_onnx
+from twdeploy.export.verify import measure, verify_against
 from twdeploy.model.card import ModelCard
+from twdeploy.model.card_files import read_metadata, read_onnx_card
+from twdeploy.runtime import open_backend
+from twdeploy.runtime.torch_backend import TorchBackend
 
 
 @pytest.mark.parametrize(
@@ -35,10 +38,11 @@ def test_unet_export_matches_torch_and_passes_lint(tmp_path, kind: str, arch: st
     assert {"Resize", "Concat"} <= ops and not ops & {"MaxUnpool", "Col2Im", "ScatterND", "ConvTranspose"}
     assert lint_model(path) == []
     assert [o.name for o in proto.graph.output] == ["logits", "heatmaps"]
-    assert read_card(path) == card and read_metadata(path)["twdeploy.model"] == kind
+    assert read_onnx_card(path) == card and read_metadata(path)["twdeploy.model"] == kind
     images, _ = sample_images(card, 3)
-    ref = reference("torch", torch_runner(model), images, 3)
-    verification, outputs = verify_against("onnxruntime", ort_runner(path), ref, images, 3, compare.FP32)
+    ref = measure(TorchBackend.from_segmenter(model, card), images, 3)
+    verification, run = verify_against(open_backend(path, device="cpu"), ref, images, 3, compare.FP32)
+    outputs = run.outputs
     assert verification.passed, verification.checks
     assert verification.metrics["heatmaps_rel_l2"] < 1e-5 and verification.metrics["mask_agreement"] == 100.0
     assert outputs["heatmaps"].shape == (3, 4, size, size)
