@@ -13,7 +13,7 @@ from tests.inference.tiny_model import write_mixed_folder
 from twdeploy.cli.app import app
 from twdeploy.errors import TwdeployError
 from twdeploy.model.card import ModelCard
-from twdeploy.model.card_files import read_onnx_card as read_card
+from twdeploy.model.card_files import read_onnx_card
 from twdeploy.model.io import save_checkpoint
 
 runner = CliRunner()
@@ -35,7 +35,7 @@ def test_unet_trains_exports_and_segments(tmp_path: Path) -> None:
     run = tmp_path / "unet"
     _ok("export", str(run), "--batch", "2")
     onnx_path = run / "export" / "model.onnx"
-    assert read_card(onnx_path).model == "unet"
+    assert read_onnx_card(onnx_path).model == "unet"
     report = json.loads((run / "export" / "export_report.json").read_text())
     assert report["passed"] and report["lint"] == []
     good = write_mixed_folder(tmp_path / "images")

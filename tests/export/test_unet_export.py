@@ -12,8 +12,7 @@ from twdeploy.export.lint import lint_model
 from twdeploy.export.onnx import save_onnx, to_onnx
 from twdeploy.export.verify import measure, verify_against
 from twdeploy.model.card import ModelCard
-from twdeploy.model.card_files import read_metadata
-from twdeploy.model.card_files import read_onnx_card as read_card
+from twdeploy.model.card_files import read_metadata, read_onnx_card
 from twdeploy.runtime import open_backend
 from twdeploy.runtime.torch_backend import TorchBackend
 
@@ -39,7 +38,7 @@ def test_unet_export_matches_torch_and_passes_lint(tmp_path, kind: str, arch: st
     assert {"Resize", "Concat"} <= ops and not ops & {"MaxUnpool", "Col2Im", "ScatterND", "ConvTranspose"}
     assert lint_model(path) == []
     assert [o.name for o in proto.graph.output] == ["logits", "heatmaps"]
-    assert read_card(path) == card and read_metadata(path)["twdeploy.model"] == kind
+    assert read_onnx_card(path) == card and read_metadata(path)["twdeploy.model"] == kind
     images, _ = sample_images(card, 3)
     ref = measure(TorchBackend.from_segmenter(model, card), images, 3)
     verification, run = verify_against(open_backend(path, device="cpu"), ref, images, 3, compare.FP32)
