@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import tempfile
 from pathlib import Path
 
 from twdeploy.errors import TwdeployError
@@ -19,6 +19,11 @@ def output_dir(path: str | Path, option: str = "--out") -> Path:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise TwdeployError(f"{option} {path}: cannot create the folder ({exc.strerror}); pass another path") from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise TwdeployError(f"{option} {path}: folder is not writable; fix its permissions or pass another path")
+    try:
+        with tempfile.TemporaryFile(dir=path):  # proves writability where permission bits do not tell
+            pass
+    except OSError as exc:
+        raise TwdeployError(
+            f"{option} {path}: folder is not writable ({exc.strerror}); fix its permissions or pass another path"
+        ) from None
     return path

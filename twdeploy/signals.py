@@ -2,7 +2,8 @@
 
 ``docker stop``, Slurm, Kubernetes and ``kill`` send SIGTERM; with :func:`stop_on_signals`
 active, a training run saves ``last.pt`` and a segment run closes its outputs exactly as on
-Ctrl-C. :func:`deferred_signals` holds these signals back while a checkpoint is written.
+Ctrl-C. :func:`deferred_signals` holds a stop back while a step runs or a checkpoint is written (a flag
+checked by the handler: blocking the signal would not work once other threads exist).
 """
 
 from __future__ import annotations
@@ -35,7 +36,17 @@ class Interrupted(KeyboardInterrupt):
         return 128 + self.signum
 
 
+class _State:
+    """Whether stops are being held back, and the signal that arrived meanwhile."""
+
+    deferring = 0
+    pending: int | None = None
+
+
 def _raise_interrupted(signum: int, _frame: FrameType | None) -> None:
+    if _State.deferring:
+        _State.pending = signum
+        return
     raise Interrupted(signum)
 
 
@@ -55,9 +66,12 @@ def stop_on_signals() -> Iterator[None]:
 
 @contextmanager
 def deferred_signals() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM back inside the block; one that arrived is delivered on exit."""
-    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    """Hold a stop back inside the block; one that arrived is raised when the block ends without error."""
+    _State.deferring += 1
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        _State.deferring -= 1
+    if not _State.deferring and _State.pending is not None:
+        signum, _State.pending = _State.pending, None
+        raise Interrupted(signum)

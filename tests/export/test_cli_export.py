@@ -13,8 +13,8 @@ from onnx import TensorProto, helper
 from typer.testing import CliRunner
 
 from twdeploy.cli.app import app
-from twdeploy.export.onnx import read_card
 from twdeploy.model.card import ModelCard
+from twdeploy.model.card_files import read_onnx_card
 from twdeploy.model.io import save_checkpoint
 
 CARD = ModelCard("resnet_mini", ("background", "a", "b", "c"), image_size=(64, 64))
@@ -36,7 +36,7 @@ def test_export_writes_verified_model_and_report(run_dir):
     result = CliRunner().invoke(app, ["export", str(run_dir), "--topk", "2", "--batch", "2"])
     assert result.exit_code == 0, result.output
     out = run_dir / "export"
-    assert read_card(out / "model.onnx") == CARD.with_selection(topk=2)
+    assert read_onnx_card(out / "model.onnx") == CARD.with_selection(topk=2)
     report = json.loads((out / "export_report.json").read_text())
     assert report["passed"] and report["lint"] == []
     assert report["artifacts"][0]["verification"]["checks"]
@@ -92,7 +92,7 @@ def test_unwritable_output_is_one_line_error(run_dir, tmp_path):
     blocker.write_text("x")
     result = _cli("export", str(run_dir), "--out", str(blocker / "sub"))
     assert result.returncode == 1
-    assert result.stderr.count("\n") == 1 and "cannot write the export" in result.stderr
+    assert result.stderr.count("\n") == 1 and f"lies under the file {blocker}" in result.stderr
 
 
 def test_bad_options_are_one_line_errors(run_dir):
