@@ -9,6 +9,7 @@ from torch import nn
 from tests.model.nets import Chain, strip_biases, zoo
 from twdeploy import Segmenter
 from twdeploy.model import masks_from_heatmaps
+from twdeploy.model.segmenter import LIVE_TENSORS, chunk_for_budget
 
 NAMES = sorted(zoo())
 
@@ -144,3 +145,16 @@ def test_rejects_layers_without_a_rule() -> None:
         Segmenter(Chain(nn.Conv2d(3, 4, 3), nn.GELU()), num_classes=4)
     with pytest.raises(ValueError, match="either"):
         Segmenter("vgg_mini", num_classes=4, classes=[1], topk=1)
+
+
+def test_memory_budget_chunks_classes_with_the_same_heatmaps() -> None:
+    net = zoo()["resnet_basic"].eval()
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        _, saved = net.lrp_forward(x)
+        largest = 2 * 3 * 32 * 32 * 4  # the input, float32: the largest saved activation
+        assert chunk_for_budget(saved, 5, 2 * LIVE_TENSORS * largest) == 2
+        assert chunk_for_budget(saved, 5, 1) == 1 and chunk_for_budget(saved, 5, 10**12) == 5
+        _, whole = Segmenter(net, num_classes=5)(x)
+        _, budgeted = Segmenter(net, num_classes=5, max_memory=2 * LIVE_TENSORS * largest)(x)
+    torch.testing.assert_close(budgeted, whole, rtol=1e-6, atol=1e-7)

@@ -2,7 +2,9 @@
 
 All selected classes go through **one** decoder pass: the class axis is folded into the
 batch axis of the relevance tensors (optionally in chunks of ``class_chunk`` classes, which
-bounds memory and gives the same result).
+bounds memory and gives the same result). Without an explicit ``class_chunk`` the chunk is
+chosen so the class-folded relevance tensors stay within ``max_memory`` bytes (an estimate:
+``LIVE_TENSORS`` tensors the size of the largest saved activation, times the chunk).
 """
 
 from __future__ import annotations
@@ -44,6 +46,25 @@ class ClassSelection:
         return min(self.topk + 1, num_classes) if self.topk is not None else num_classes
 
 
+DEFAULT_MAX_MEMORY = 2 * 1024**3
+LIVE_TENSORS = 4
+
+
+def _largest_activation_bytes(saved: Any) -> int:
+    """Bytes of the largest tensor among the saved activations (nested lists and tuples)."""
+    if isinstance(saved, Tensor):
+        return saved.numel() * saved.element_size()
+    if isinstance(saved, list | tuple):
+        return max((_largest_activation_bytes(s) for s in saved), default=0)
+    return 0
+
+
+def chunk_for_budget(saved: Any, count: int, max_memory: int) -> int:
+    """Classes per decoder chunk so ``LIVE_TENSORS`` folded tensors of the largest activation fit."""
+    per_class = LIVE_TENSORS * _largest_activation_bytes(saved)
+    return max(1, min(count, max_memory // max(per_class, 1)))
+
+
 class Segmenter(nn.Module):
     """Encoder (a classifier) + its LRP decoder.
 
@@ -63,6 +84,7 @@ class Segmenter(nn.Module):
         classes: Sequence[int] | None = None,
         topk: int | None = None,
         class_chunk: int | None = None,
+        max_memory: int = DEFAULT_MAX_MEMORY,
     ) -> None:
         super().__init__()
         self.encoder = build_backbone(arch, num_classes, in_channels) if isinstance(arch, str) else arch
@@ -76,6 +98,7 @@ class Segmenter(nn.Module):
         if class_chunk is not None and class_chunk < 1:
             raise ValueError("class_chunk must be at least 1")
         self.class_chunk = class_chunk
+        self.max_memory = max_memory
 
     @property
     def output_names(self) -> list[str]:
@@ -105,7 +128,7 @@ class Segmenter(nn.Module):
         """Heatmaps ``(N, K', H, W)``: input relevance summed over channels, chunked over K'."""
         ctx = DecoderContext(self.eps, weights or {})
         count = int(r_top.shape[1])
-        chunk = self.class_chunk or count
+        chunk = self.class_chunk or chunk_for_budget(saved, count, self.max_memory)
         parts = [
             self.encoder.lrp_relevance(saved, r_top[:, start : start + chunk], ctx).sum(dim=2)
             for start in range(0, count, chunk)
