@@ -22,9 +22,9 @@ import torch
 import typer
 
 from twdeploy.export.onnx import save_onnx, to_onnx
-from twdeploy.export.verify import ort_runner, torch_runner
 from twdeploy.model.card import ModelCard
-from twdeploy.model.io import load_model, save_checkpoint
+from twdeploy.model.io import save_checkpoint
+from twdeploy.runtime import open_backend
 
 app = typer.Typer(add_completion=False)
 
@@ -43,14 +43,9 @@ def _median_ms(run, images: np.ndarray, repeats: int) -> float:
 def child(backend: str, model: Path, batch: int, repeats: int, threads: int) -> None:
     """Time one backend on one model file; print its ms/img as JSON."""
     torch.set_num_threads(threads)
-    if backend == "torch":
-        segmenter, card = load_model(model)
-        run = torch_runner(segmenter)
-    else:
-        card = ModelCard.from_json(json.loads(model.with_suffix(".card.json").read_text()))
-        run = ort_runner(model, threads=threads)
-    images = np.random.default_rng(0).random((batch, 3, *card.image_size), dtype=np.float32)
-    print(json.dumps({"ms": _median_ms(run, images, repeats)}))
+    runtime = open_backend(model, backend, "cpu", threads=threads if backend == "onnxruntime" else None)
+    images = np.random.default_rng(0).random((batch, 3, *runtime.card.image_size), dtype=np.float32)
+    print(json.dumps({"ms": _median_ms(runtime.infer, images, repeats)}))
 
 
 def _measure(backend: str, model: Path, batch: int, repeats: int, threads: int) -> float:
@@ -88,7 +83,6 @@ def main(
                 checkpoint, onnx_path = Path(tmp) / "model.pt", Path(tmp) / "model.onnx"
                 save_checkpoint(checkpoint, model, card)
                 save_onnx(to_onnx(model, card), onnx_path)
-                onnx_path.with_suffix(".card.json").write_text(json.dumps(card.to_json()))
                 for batch in (int(b) for b in batches.split(",")):
                     t_ms = _measure("torch", checkpoint, batch, repeats, n)
                     o_ms = _measure("onnxruntime", onnx_path, batch, repeats, n)

@@ -11,10 +11,4 @@ fi
 python -m pip install -q --upgrade pip
 python -c "import torch" 2>/dev/null || python -m pip install -q "torch==${TWDEPLOY_TORCH_VERSION:-2.13.0}"
 python -m pip install -q -e ".[cpu,dev]"
-# opencv-python needs libGL and glib from the system; install them if the import fails.
-if ! python -c "import cv2" 2>/dev/null; then
-    if command -v apt-get >/dev/null; then
-        apt-get update -qq && apt-get install -y -qq libgl1 libglib2.0-0 >/dev/null
-    fi
-    python -c "import cv2"
-fi
+python -c "import cv2"  # opencv-python-headless needs no libGL: no apt step

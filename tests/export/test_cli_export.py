@@ -13,8 +13,8 @@ from onnx import TensorProto, helper
 from typer.testing import CliRunner
 
 from twdeploy.cli.app import app
-from twdeploy.export.onnx import read_card
 from twdeploy.model.card import ModelCard
+from twdeploy.model.card_files import read_onnx_card
 from twdeploy.model.io import save_checkpoint
 
 CARD = ModelCard("resnet_mini", ("background", "a", "b", "c"), image_size=(64, 64))
@@ -36,7 +36,7 @@ def test_export_writes_verified_model_and_report(run_dir):
     result = CliRunner().invoke(app, ["export", str(run_dir), "--topk", "2", "--batch", "2"])
     assert result.exit_code == 0, result.output
     out = run_dir / "export"
-    assert read_card(out / "model.onnx") == CARD.with_selection(topk=2)
+    assert read_onnx_card(out / "model.onnx") == CARD.with_selection(topk=2)
     report = json.loads((out / "export_report.json").read_text())
     assert report["passed"] and report["lint"] == []
     assert report["artifacts"][0]["verification"]["checks"]

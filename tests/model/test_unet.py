@@ -25,6 +25,7 @@ def _skip_sizes(model: UNet, size: int) -> list[int]:
         ("vgg_mini", [64, 32, 16, 8], [16, 32, 64, 64]),  # before each of the four max-pools
         ("resnet_mini", [32, 16, 8, 4], [16, 16, 32, 64]),  # stem before the max-pool, then layer1-3
         ("resnet18", [32, 16, 8, 4], [64, 64, 128, 256]),
+        ("efficientnet_lite0", [32, 16, 8, 4], [16, 24, 40, 112]),  # the stem's explicit padding is no skip
         pytest.param("vgg16", [64, 32, 16, 8, 4], [64, 128, 256, 512, 512], marks=pytest.mark.slow),
     ],
 )

@@ -11,11 +11,14 @@ import torch
 from torch.utils.data import Subset
 
 from twdeploy.data import build_dataset
-from twdeploy.model.io import load_model
+from twdeploy.model.card import ModelCard
+from twdeploy.model.io import load_model, save_checkpoint
+from twdeploy.model.registry import build_backbone
 from twdeploy.model.unet import MultiTaskUNet, UNet
 from twdeploy.training.config import TrainConfig
 from twdeploy.training.data import eval_loader
 from twdeploy.training.evaluate import evaluate
+from twdeploy.training.init import initialise
 from twdeploy.training.metrics import ConfusionMatrix
 from twdeploy.training.trainer import Trainer, train
 
@@ -61,3 +64,23 @@ def test_unet_overfits_a_handful_of_masked_images(tmp_path: Path) -> None:
     for item in seen:
         background.update(torch.zeros_like(item["mask"]), item["mask"])
     assert result.miou > 0.3 and result.miou > 2.5 * background.miou(), (result.miou, background.miou())
+
+
+@pytest.mark.parametrize("model", ["unet", "mtunet"])
+def test_weights_and_init_start_the_unet_encoder(tmp_path: Path, model: str) -> None:
+    """``--weights FILE`` (a classifier's state dict) and ``--init RUN`` (a heatmap run) fill the U-Net's encoder."""
+    torch.manual_seed(1)
+    classifier = build_backbone("resnet_mini", 3)
+    torch.save(classifier.state_dict(), tmp_path / "classifier.pth")
+    names = ("background", "a", "b")
+    target = UNet("resnet_mini", 3) if model == "unet" else MultiTaskUNet("resnet_mini", 3)
+    decoder_before = target.classify.weight.clone()
+    initialise(target, _cfg(tmp_path, model, arch="resnet_mini", weights=str(tmp_path / "classifier.pth")), names)
+    assert torch.equal(target.encoder.layer3[0].conv2.weight, classifier.layer3[0].conv2.weight)
+    assert torch.equal(target.classify.weight, decoder_before)  # the decoder keeps its initialisation
+    source = ModelCard("resnet_mini", names, (64, 64))
+    torch.manual_seed(2)
+    earlier = source.build()
+    save_checkpoint(tmp_path / "earlier" / "checkpoints" / "last.pt", earlier, source)
+    initialise(target, _cfg(tmp_path, model, arch="resnet_mini", init=str(tmp_path / "earlier")), names)
+    assert torch.equal(target.encoder.fc.weight, earlier.encoder.fc.weight)  # same classes: the head too

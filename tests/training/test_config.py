@@ -22,6 +22,10 @@ def test_json_round_trip(tmp_path: Path) -> None:
         ({"device": "tpu"}, "--device"),
         ({"pixel_share": 1.5}, "--pixel-share"),
         ({"steps": 0}, "--steps"),
+        ({"stage": "pretrain"}, "--stage"),
+        ({"recipe": "fancy"}, "--recipe"),
+        ({"recipe": "paper", "stage": "classify"}, "drop --stage"),
+        ({"clip_grad": 0.0}, "--clip-grad"),
     ],
 )
 def test_bad_values_are_one_line_errors(change: dict, message: str) -> None:

@@ -83,3 +83,42 @@ def test_tie_modes_both_train_and_differ(tmp_path: Path) -> None:
     assert sep.losses[0] == summ.losses[0]  # same start
     conv = "encoder.conv1.weight"
     assert not torch.equal(_weights(sep.run_dir)[conv], _weights(summ.run_dir)[conv])
+
+
+def test_classify_stage_learns_tags_without_decoder(tmp_path: Path) -> None:
+    """Tags only, vgg_mini_bn from scratch: tag F1 well above chance in 250 steps; no pixel loss logged."""
+    cfg = _cfg(
+        tmp_path, "cls", data="synthetic:1000", arch="vgg_mini_bn", stage="classify", batch_size=16, steps=250,
+        eval_every=250, log_every=50, val_images=100, lr=1e-3,
+    )
+    result = train(cfg, quiet=True)
+    assert result.last_eval is not None and result.last_eval.f1 > 0.8, result.last_eval
+    records = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert {r["stage"] for r in records} == {"classify"}
+    assert not any("seg" in r for r in records if r["kind"] == "train")
+    assert read_checkpoint(result.run_dir / "checkpoints" / "last.pt")["training"]["stage"] == "classify"
+
+
+def test_recipe_resumes_in_the_stage_it_stopped(tmp_path: Path) -> None:
+    """--recipe paper stopped in its classify stage resumes there, then runs the segment stage from its weights."""
+    kw = dict(recipe="paper", classify_steps=4, steps=3, eval_every=2, arch="vgg_mini_bn")
+    full = train(_cfg(tmp_path, "full", **kw), quiet=True)
+    calls: list[int] = []
+
+    def stop_at_3(step: int, losses: dict[str, float]) -> None:
+        calls.append(step)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(tmp_path, "cut", **kw), callbacks=[stop_at_3], quiet=True)
+    cut = tmp_path / "cut"
+    assert read_checkpoint(cut / "classify" / "checkpoints" / "last.pt")["training"]["step"] == 3
+    assert not (cut / "checkpoints").exists()
+    resumed = resume(cut, quiet=True)
+    assert resumed.step == 3 and resumed.losses == full.losses
+    assert read_checkpoint(cut / "checkpoints" / "last.pt")["training"]["stage"] == "segment"
+    for key, value in _weights(full.run_dir).items():
+        assert torch.equal(value, _weights(cut)[key]), key
+    stages = [json.loads(line)["stage"] for line in (cut / "metrics.jsonl").read_text().splitlines()]
+    assert set(stages) == {"segment"}

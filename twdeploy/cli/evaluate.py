@@ -9,7 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from twdeploy.training.evaluate import EvalResult, evaluate_checkpoint
+from twdeploy.runtime import detect_backend, open_backend
+from twdeploy.training.evaluate import EvalResult, evaluate_backend, evaluate_checkpoint
 
 console = Console()
 
@@ -30,11 +31,13 @@ def render(result: EvalResult) -> Table:
 
 
 def main(
-    model: Annotated[Path, typer.Argument(help="Run folder (best.pt, else last.pt) or checkpoint file.")],
+    model: Annotated[
+        Path, typer.Argument(help="Run folder (best.pt, else last.pt), checkpoint, .onnx file or TensorRT .engine.")
+    ],
     data: Annotated[str, typer.Option(help="synthetic, synthetic:N, voc:PATH or folder:PATH.")] = "synthetic",
     split: Annotated[str, typer.Option(help="Dataset split: val (or test, train).")] = "val",
     batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 16,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     amp: Annotated[bool, typer.Option(help="bf16 autocast on CUDA (ignored on CPU).")] = True,
     class_chunk: Annotated[int | None, typer.Option(help="Decode this many classes at a time (bounds memory).")] = None,
     max_images: Annotated[int | None, typer.Option(help="Evaluate on the first N images only.")] = None,
@@ -45,6 +48,14 @@ def main(
     Examples:
       twdeploy eval runs/NAME
       twdeploy eval runs/NAME/checkpoints/last.pt --data synthetic --split test
+      twdeploy eval runs/NAME/export/model.onnx       # the exported model, as segment runs it
     """
-    result = evaluate_checkpoint(model, data, split, batch_size, device, amp, class_chunk, max_images)
+    if detect_backend(model) == "torch":
+        result = evaluate_checkpoint(model, data, split, batch_size, device, amp, class_chunk, max_images)
+    else:
+        backend = open_backend(model, "auto", device)
+        try:
+            result = evaluate_backend(backend, data, split, batch_size, max_images)
+        finally:
+            backend.close()
     console.print(render(result))

@@ -13,6 +13,7 @@ from twdeploy.export.batch import parse_batch
 from twdeploy.export.lint import format_findings, has_errors, lint_model
 from twdeploy.export.onnx import DEFAULT_OPSET
 from twdeploy.export.pipeline import ExportOptions, export
+from twdeploy.export.report import table
 from twdeploy.export.triton import INSTANCE_KINDS, TritonOptions
 
 
@@ -34,11 +35,17 @@ def main(
     opset: Annotated[int, typer.Option(help="ONNX opset (TensorRT 10's parser takes 9-20).")] = DEFAULT_OPSET,
     half: Annotated[bool, typer.Option("--half", help="Also write a float16 model (divisions stay float32).")] = False,
     trt: Annotated[bool, typer.Option("--trt", help="Also build a TensorRT engine (NVIDIA GPU).")] = False,
+    simplify: Annotated[
+        bool, typer.Option("--simplify", help="Simplify the graph with onnxslim (then lint and verify it).")
+    ] = False,
     check: Annotated[
         Path | None, typer.Option(help="Only lint this ONNX file against TensorRT's parser.", show_default=False)
     ] = None,
     class_chunk: Annotated[int | None, typer.Option(help="Decode this many classes at a time (bounds memory).")] = None,
     workspace: Annotated[float, typer.Option(help="TensorRT workspace limit in GB.")] = 4.0,
+    device: Annotated[
+        str, typer.Option(help="Where ONNX Runtime verifies: cpu, or auto/cuda/cuda:N (its CUDA/TensorRT providers).")
+    ] = "cpu",
     triton: Annotated[
         Path | None, typer.Option(help="Also write a Triton model repository here.", show_default=False)
     ] = None,
@@ -79,12 +86,14 @@ def main(
         opset=opset,
         half=half,
         trt=trt,
+        simplify=simplify,
         class_chunk=class_chunk,
         workspace_gb=workspace,
+        device=device,
         triton=triton,
         triton_options=serving,
     )
-    report = export(source, options, console)
+    report = export(source, options, console.print, lambda done: console.print(table(done)))
     console.print("[green]export verified[/green]; next steps:")
     for art in report.artifacts:
         console.print(f"  twdeploy segment {art.path} <image|folder|video|camera>", highlight=False)

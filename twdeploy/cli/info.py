@@ -1,15 +1,20 @@
-"""``twdeploy info``: versions, devices and ONNX Runtime execution providers."""
+"""``twdeploy info [MODEL]``: versions, devices, execution providers and backbones; or a model's card, size and I/O."""
 
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import platform
+from pathlib import Path
+from typing import Annotated
 
 import torch
+import typer
 from rich.console import Console
 from rich.table import Table
 
 import twdeploy
+from twdeploy.model.registry import backbone_names, get_backbone
 
 
 def _version(dist: str) -> str | None:
@@ -31,6 +36,16 @@ def runtime_flavour() -> tuple[str, str]:
     return "not installed", "pip install 'twdeploy[cpu]' (or [gpu] on an NVIDIA machine)"
 
 
+def backbones() -> str:
+    """Registered backbones with their default input size; ``+imagenet`` where packaged weights are installed."""
+    items = []
+    for name in backbone_names():
+        spec = get_backbone(name)
+        weights = spec.pretrained is not None and importlib.util.find_spec(spec.pretrained.module) is not None
+        items.append(f"{name} {spec.image_size}px" + (" +imagenet" if weights else ""))
+    return ", ".join(items)
+
+
 def collect() -> list[tuple[str, str]]:
     """(name, value) rows describing this machine's twdeploy environment."""
     rows = [
@@ -50,6 +65,8 @@ def collect() -> list[tuple[str, str]]:
     except ImportError:
         pass
     rows.append(("tensorrt", _version("tensorrt") or "not installed"))
+    rows.append(("backbones", backbones()))
+    rows.append(("polygraphy", _version("polygraphy") or "not installed"))
     if torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):
             p = torch.cuda.get_device_properties(i)
@@ -59,8 +76,40 @@ def collect() -> list[tuple[str, str]]:
     return rows
 
 
-def main() -> None:
-    """Print versions of torch, onnx, onnxruntime (and its providers), tensorrt, and CUDA devices."""
+def model_table(path: Path) -> Table:
+    """Card, parameters, GFLOPs and inputs / outputs of one model file."""
+    from twdeploy.model.summary import summarize
+
+    info = summarize(path)
+    card = info.card
+    table = Table(title=str(path), show_header=False)
+    table.add_row("architecture", card.arch)
+    table.add_row("classes", f"{card.num_classes}: {', '.join(card.class_names)}")
+    table.add_row("selection", card.selection + (f" (top {card.topk})" if card.topk else ""))
+    table.add_row("input size", f"{card.in_channels}x{card.image_size[0]}x{card.image_size[1]}")
+    table.add_row("normalization", str(card.normalization))
+    table.add_row("parameters", f"{info.parameters / 1e6:.3f} M")
+    table.add_row("GFLOPs / image", f"{info.gflops:.3f} (convolutions and matmuls, forward + relevance)")
+    for kind, tensors in (("input", info.inputs), ("output", info.outputs)):
+        for name, dtype, shape in tensors:
+            table.add_row(f"{kind} {name}", f"{dtype} ({', '.join(str(d) for d in shape)})")
+    for key, value in info.extra.items():
+        table.add_row(key, str(value))
+    return table
+
+
+def main(
+    model: Annotated[
+        Path | None, typer.Argument(help="Run folder, .pt, .onnx or .engine to describe.", show_default=False)
+    ] = None,
+) -> None:
+    """Print versions of torch, onnx, onnxruntime (and its providers), tensorrt, and CUDA devices.
+
+    With MODEL: its card, parameter count, GFLOPs per image and its inputs / outputs.
+    """
+    if model is not None:
+        Console().print(model_table(model))
+        return
     table = Table(title="twdeploy environment", show_header=False)
     for name, value in collect():
         table.add_row(name, value)

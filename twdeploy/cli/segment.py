@@ -15,13 +15,13 @@ from rich.text import Text
 
 from twdeploy import atomic
 from twdeploy.errors import TwdeployError
-from twdeploy.inference.backends import open_backend
 from twdeploy.inference.display import Viewer
 from twdeploy.inference.predictor import SegmentSummary, run_segment
 from twdeploy.inference.sinks import SAVE_ITEMS, SegmentWriter, default_save, next_run_dir
 from twdeploy.inference.sources import open_source
 from twdeploy.model.card import ModelCard
 from twdeploy.paths import output_dir
+from twdeploy.runtime import open_backend
 
 SKIPPED_FILE = "skipped.jsonl"
 SKIPS_SHOWN = 20

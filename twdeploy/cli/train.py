@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -10,6 +11,7 @@ import typer
 from rich.console import Console
 
 from twdeploy.training.config import DEFAULT_STEPS, TrainConfig
+from twdeploy.training.distributed import is_main_process, launch_on_gpus
 from twdeploy.training.trainer import resume as resume_run
 from twdeploy.training.trainer import train as train_run
 
@@ -29,6 +31,7 @@ Examples:
   twdeploy train --w-cls 0 --name pixels-only      # baseline without the tag loss
   twdeploy train --model unet --name unet          # the paper's U-Net baseline on the same encoder
   twdeploy train --resume runs/NAME                # continue a stopped run
+  twdeploy train --gpus 4 --batch-size 16          # data-parallel, global batch 64 (or: torchrun -m twdeploy train)
 """
 
 console = Console()
@@ -102,7 +105,15 @@ def main(
     out: Annotated[Path, typer.Option(help="Parent folder of run folders.")] = Path("runs"),
     name: Annotated[str | None, typer.Option(help="Run folder name (default ARCH-DATA-TIMESTAMP).")] = None,
     resume: Annotated[Path | None, typer.Option(help="Continue this run folder (other options ignored).")] = None,
+    gpus: Annotated[
+        int | None, typer.Option(help="Data-parallel on N GPUs of this machine (launches torchrun for you).")
+    ] = None,
 ) -> None:
+    if gpus is not None:
+        code = launch_on_gpus(gpus, sys.argv[1:])
+        if code:
+            raise typer.Exit(code)
+        return
     if resume is not None:
         result = resume_run(resume)
     else:
@@ -145,6 +156,8 @@ def main(
             name=name,
         )
         result = train_run(cfg)
+    if not is_main_process():
+        return
     if result.last_eval is not None:
         e = result.last_eval
         f1 = "-" if math.isnan(e.f1) else f"{e.f1:.3f}"  # nan: a U-Net has no classifier

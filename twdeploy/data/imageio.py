@@ -10,20 +10,62 @@ from twdeploy.errors import BadItemError
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 
+# ANYDEPTH|ANYCOLOR keeps 16-bit and grayscale data like IMREAD_UNCHANGED does, but unlike it
+# applies the EXIF orientation (phone photos would come out sideways); alpha is dropped.
+_IMREAD_FLAGS = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR
+
 IGNORE = 255
 """Mask value for unknown / ignored pixels."""
 
 
-def read_rgb(path: Path) -> np.ndarray:
-    """Decode an image file to an HxWx3 uint8 RGB array."""
+def to_bgr8(image: np.ndarray) -> np.ndarray:
+    """Convert a decoded image (gray, gray+alpha, BGR, BGRA; 8/16-bit or float) to 8-bit BGR."""
+    if image.size == 0:
+        raise BadItemError("image has no pixels")
+    if image.dtype == np.uint16:
+        image = ((image.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    elif image.dtype.kind == "f":
+        scale = 255.0 if float(np.nanmax(image)) <= 1.0 else 1.0
+        image = np.clip(np.nan_to_num(image) * scale + 0.5, 0, 255).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        raise BadItemError(f"unsupported pixel type {image.dtype}")
+    channels = 1 if image.ndim == 2 else image.shape[2]
+    if channels in (1, 2):
+        gray = image if image.ndim == 2 else image[:, :, 0]
+        return cv2.cvtColor(np.ascontiguousarray(gray), cv2.COLOR_GRAY2BGR)
+    if channels == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    if channels == 3:
+        return np.ascontiguousarray(image)
+    raise BadItemError(f"unsupported channel count {channels}")
+
+
+def read_image(path: Path) -> np.ndarray:
+    """Decode an image file to 8-bit BGR: the one decoder of training and serving.
+
+    EXIF orientation is applied, 16-bit is scaled to 8-bit, gray is repeated to three channels,
+    alpha is dropped, palette images become their colours. A ``BadItemError`` says why a file
+    cannot be used, without the path (callers add it).
+    """
     try:
         data = np.fromfile(path, dtype=np.uint8)
-    except OSError as err:
-        raise BadItemError(f"{path}: cannot read ({err.strerror}); fix its permissions or remove it") from err
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if bgr is None:
-        raise BadItemError(f"{path}: not a decodable image; re-save it as JPEG/PNG or remove it")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    except OSError as exc:
+        raise BadItemError(f"cannot read file ({exc.strerror})") from exc
+    if data.size == 0:
+        raise BadItemError("file is empty")
+    image = cv2.imdecode(data, _IMREAD_FLAGS)
+    if image is None:
+        raise BadItemError("not a decodable image (corrupt or unsupported format)")
+    return to_bgr8(image)
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """Decode an image file to an HxWx3 uint8 RGB array (:func:`read_image`, channels reversed)."""
+    try:
+        bgr = read_image(path)
+    except BadItemError as err:
+        raise BadItemError(f"{path}: {err}; re-save it as JPEG/PNG, fix its permissions or remove it") from err
+    return np.ascontiguousarray(bgr[:, :, ::-1])
 
 
 def read_label_png(path: Path) -> np.ndarray:

@@ -14,27 +14,24 @@ from __future__ import annotations
 import copy
 import io
 import json
-import os
 import warnings
 from pathlib import Path
 
 import onnx
 import torch
-from google.protobuf.message import DecodeError
 from torch import Tensor, nn
 
 import twdeploy
 from twdeploy import atomic
 from twdeploy.data.transforms import Normalization
-from twdeploy.errors import TwdeployError
-from twdeploy.model.card import ModelCard
+from twdeploy.model.card import ModelCard, SegmentationModel
+from twdeploy.model.card_files import CARD_KEY
 from twdeploy.model.folding import fold_batchnorm
 from twdeploy.model.segmenter import Segmenter
 from twdeploy.model.unet import UNet
 
 DEFAULT_OPSET = 17
 INPUT_NAME = "images"
-CARD_KEY = "twdeploy.card"
 RELEVANCE_TARGET = 256.0
 
 
@@ -92,7 +89,7 @@ def metadata(card: ModelCard, half: bool) -> dict[str, str]:
 
 
 def to_onnx(
-    model: Segmenter | UNet, card: ModelCard, opset: int = DEFAULT_OPSET, half: bool = False
+    model: SegmentationModel, card: ModelCard, opset: int = DEFAULT_OPSET, half: bool = False
 ) -> onnx.ModelProto:
     """Trace ``model`` (a segmenter's batch norms folded) with the TorchScript exporter; checked and shape-inferred."""
     if model.selection.mode != card.selection:
@@ -129,40 +126,3 @@ def to_onnx(
 def save_onnx(proto: onnx.ModelProto, path: Path) -> int:
     """Write atomically and durably; returns the size in bytes."""
     return atomic.write_bytes(path, proto.SerializeToString(), durable=True)
-
-
-def _load_proto(path: str | os.PathLike[str]) -> onnx.ModelProto:
-    """The ONNX graph without external data; one-line errors for a missing, empty or unreadable file."""
-    path = Path(path)
-    if not path.is_file():
-        raise TwdeployError(f"{path}: no such file; pass the path of an exported .onnx model")
-    if path.stat().st_size == 0:
-        raise TwdeployError(f"{path}: file is empty (an interrupted copy or export?); export it again")
-    try:
-        return onnx.load(path, load_external_data=False)
-    except (DecodeError, ValueError, OSError) as exc:
-        raise TwdeployError(f"{path}: not a readable ONNX model ({type(exc).__name__}); re-export it") from None
-
-
-def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
-    """``metadata_props`` of an ONNX file; one-line errors for a missing or unreadable file."""
-    return {p.key: p.value for p in _load_proto(path).metadata_props}
-
-
-def read_card(path: str | os.PathLike[str]) -> ModelCard:
-    """The model card stored in an ONNX file written by :func:`to_onnx`; checks the graph has its outputs."""
-    proto = _load_proto(path)
-    props = {p.key: p.value for p in proto.metadata_props}
-    if CARD_KEY not in props:
-        raise TwdeployError(f"{path}: ONNX model has no twdeploy model card; export it with twdeploy export")
-    try:
-        card = ModelCard.from_json(props[CARD_KEY])
-    except (ValueError, TypeError, AttributeError, KeyError) as exc:
-        raise TwdeployError(f"{path}: unusable model card ({exc}); re-export with this twdeploy") from None
-    missing = [name for name in ("logits", "heatmaps") if name not in {o.name for o in proto.graph.output}]
-    if missing:
-        raise TwdeployError(
-            f"{path}: ONNX model has a twdeploy card but no {' or '.join(missing)} output (edited after "
-            "export?); export it again with twdeploy export"
-        )
-    return card

@@ -15,12 +15,14 @@ With ``triton`` set, the served artefact (the engine with --trt, else the fp16 O
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from rich.console import Console
+import torch
 
 from twdeploy.errors import TwdeployError
 from twdeploy.export import compare
@@ -28,16 +30,20 @@ from twdeploy.export.batch import BatchProfile
 from twdeploy.export.inputs import sample_images
 from twdeploy.export.lint import format_findings, has_errors, lint_model
 from twdeploy.export.onnx import DEFAULT_OPSET, save_onnx, to_onnx
-from twdeploy.export.report import Artifact, ExportReport, lint_dicts, table
+from twdeploy.export.report import Artifact, ExportReport, lint_dicts
 from twdeploy.export.triton import TritonOptions, write_repository
-from twdeploy.export.verify import Reference, ort_runner, reference, torch_runner, verify_against
-from twdeploy.model.card import ModelCard
+from twdeploy.export.verify import Reference, Verification, measure, verify_against
+from twdeploy.model.card import ModelCard, SegmentationModel
 from twdeploy.model.folding import fold_batchnorm
 from twdeploy.model.io import load_model, resolve_checkpoint
 from twdeploy.model.segmenter import Segmenter
 from twdeploy.paths import output_dir
+from twdeploy.runtime import open_backend
+from twdeploy.runtime.torch_backend import TorchBackend
 
 REPORT_NAME = "export_report.json"
+logger = logging.getLogger(__name__)
+Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -51,9 +57,11 @@ class ExportOptions:
     opset: int = DEFAULT_OPSET
     half: bool = False
     trt: bool = False
+    simplify: bool = False
     class_chunk: int | None = None
     workspace_gb: float = 4.0
     samples: int = 4
+    device: str = "cpu"
     triton: Path | None = None
     triton_options: TritonOptions = field(default_factory=TritonOptions)
 
@@ -70,25 +78,31 @@ def prepare_output(out: Path) -> Path:
     return output_dir(out, "--out")
 
 
-def select(model: Segmenter, card: ModelCard, options: ExportOptions) -> tuple[Segmenter, ModelCard]:
-    """The model with the export's class selection (and class chunk), same weights, batch norms folded."""
+def select(
+    model: SegmentationModel, card: ModelCard, options: ExportOptions
+) -> tuple[SegmentationModel, ModelCard]:
+    """The model with the export's class selection (and class chunk), same weights, a segmenter's batch norms folded."""
     if options.topk is not None and options.classes is not None:
         raise TwdeployError("--topk and --classes exclude each other; choose one")
-    if options.topk is not None or options.classes is not None:
-        card = card.with_selection(classes=options.classes, topk=options.topk)
     try:
+        if options.topk is not None or options.classes is not None:
+            card = card.with_selection(classes=options.classes, topk=options.topk)
         selected = card.build(options.class_chunk)
     except ValueError as exc:
         raise TwdeployError(f"class selection: {exc}") from None
     selected.load_state_dict(model.state_dict())
-    return fold_batchnorm(selected), card
+    return (fold_batchnorm(selected) if isinstance(selected, Segmenter) else selected.eval()), card
 
 
 def _write_onnx(
-    model: Segmenter, card: ModelCard, path: Path, options: ExportOptions, half: bool, report: ExportReport
+    model: SegmentationModel, card: ModelCard, path: Path, options: ExportOptions, half: bool, report: ExportReport
 ) -> Artifact:
     began = time.perf_counter()
     proto = to_onnx(model, card, options.opset, half)
+    if options.simplify:
+        from twdeploy.export.simplify import simplify
+
+        proto = simplify(proto)
     seconds = time.perf_counter() - began
     findings = lint_model(proto)
     report.lint.extend({"model": path.name, **d} for d in lint_dicts(findings))
@@ -99,8 +113,18 @@ def _write_onnx(
     return Artifact(path, "onnx fp16" if half else "onnx fp32", save_onnx(proto, path), seconds)
 
 
-def export(source: Path, options: ExportOptions, console: Console) -> ExportReport:
-    """Run the whole export; raises ``TwdeployError`` when any step or check fails."""
+def export(
+    source: Path,
+    options: ExportOptions,
+    log: Log | None = None,
+    on_report: Callable[[ExportReport], None] | None = None,
+) -> ExportReport:
+    """Run the whole export; raises ``TwdeployError`` when any step or check fails.
+
+    ``log`` receives progress lines (default: this module's logger); ``on_report`` sees the
+    report once it is complete, also when the export then fails.
+    """
+    log = log or logger.info
     if options.trt and options.triton is not None and options.triton_options.max_batch_size > options.batch.max:
         raise TwdeployError(
             f"Triton max batch {options.triton_options.max_batch_size} exceeds the engine's profile maximum "
@@ -118,22 +142,26 @@ def export(source: Path, options: ExportOptions, console: Console) -> ExportRepo
         "batch": vars(options.batch),
         "class_chunk": options.class_chunk,
         "samples": options.samples,
+        "device": options.device,
+        "simplify": options.simplify,
     }
     report = ExportReport(str(source), card.to_dict(), settings, inputs)
-    console.print(f"exporting {card.arch} ({card.selection} classes) to {out}/ ...")
-    ref = reference("torch", torch_runner(model), images, batch)
+    log(f"exporting {card.arch} ({card.selection} classes) to {out}/ ...")
+    ref = measure(TorchBackend.from_segmenter(model, card, "cpu"), images, batch)
     fp32 = _write_onnx(model, card, out / "model.onnx", options, False, report)
-    fp32.verification, ort_out = verify_against("onnxruntime", ort_runner(fp32.path), ref, images, batch, compare.FP32)
+    fp32.verification, ort_ref = _verify_onnx(fp32.path, ref, images, options, compare.FP32)
     report.artifacts.append(fp32)
     if options.half:
         fp16 = _write_onnx(model, card, out / "model.fp16.onnx", options, True, report)
-        fp16.verification, _ = verify_against("onnxruntime", ort_runner(fp16.path), ref, images, batch, compare.FP16)
+        fp16.verification, _ = _verify_onnx(fp16.path, ref, images, options, compare.FP16)
         report.artifacts.append(fp16)
     report.write(out / REPORT_NAME)
-    if options.trt:
-        ort_ref = Reference("onnxruntime", ort_out, fp32.verification.ms_per_image["onnxruntime"])
-        _engine(report, out, options, card, images, ort_ref, console)
-    console.print(table(report))
+    try:
+        if options.trt:
+            _engine(report, out, options, card, images, ort_ref, log)
+    finally:
+        if on_report is not None:
+            on_report(report)
     if not report.passed:
         failed = [
             f"{a.path.name}: {c.name}"
@@ -147,8 +175,19 @@ def export(source: Path, options: ExportOptions, console: Console) -> ExportRepo
         served = report.artifacts[-1].path
         source_onnx = out / ("model.fp16.onnx" if options.half else "model.onnx")
         folder = write_repository(options.triton, served, options.triton_options, source_onnx, run_dir(source).name)
-        console.print(f"Triton model repository: {folder} (tritonserver --model-repository {options.triton})")
+        log(f"Triton model repository: {folder} (tritonserver --model-repository {options.triton})")
     return report
+
+
+def _verify_onnx(
+    path: Path, ref: Reference, images: np.ndarray, options: ExportOptions, tol: compare.Tolerance
+) -> tuple[Verification, Reference]:
+    """Judge ``path`` on the ONNX Runtime backend ``segment`` uses, on ``options.device``."""
+    backend = open_backend(path, "onnxruntime", options.device, threads=torch.get_num_threads())
+    try:
+        return verify_against(backend, ref, images, options.batch.opt, tol)
+    finally:
+        backend.close()
 
 
 def _engine(
@@ -158,22 +197,22 @@ def _engine(
     card: ModelCard,
     images: np.ndarray,
     ort_ref: Reference,
-    console: Console,
+    log: Log,
 ) -> None:
     """Build and verify the TensorRT engine; the ONNX files and report are already written."""
     from twdeploy.export import tensorrt as trt_export
 
-    try:
-        trt_export.require()
-    except TwdeployError:
-        console.print(table(report))
-        raise
+    trt_export.require()
     onnx_path = trt_export.engine_source(out, options.half)
     engine = out / ("model.fp16.engine" if options.half else "model.engine")
-    console.print(f"building TensorRT engine {engine.name} from {onnx_path.name} ...")
+    log(f"building TensorRT engine {engine.name} from {onnx_path.name} ...")
     art = trt_export.build_engine(onnx_path, engine, card, options.batch, options.half, options.workspace_gb)
     tol = compare.FP16 if options.half else compare.FP32
-    runner = trt_export.engine_runner(engine)
-    art.verification, _ = verify_against("tensorrt", runner, ort_ref, images, options.batch.opt, tol)
+    device = "auto" if options.device == "cpu" else options.device
+    backend = open_backend(engine, "tensorrt", device)
+    try:
+        art.verification, _ = verify_against(backend, ort_ref, images, options.batch.opt, tol)
+    finally:
+        backend.close()
     report.artifacts.append(art)
     report.write(out / REPORT_NAME)

@@ -23,7 +23,7 @@ import onnx
 
 from twdeploy import atomic
 from twdeploy.errors import TwdeployError
-from twdeploy.export.onnx import CARD_KEY, read_card
+from twdeploy.model.card_files import CARD_KEY, read_onnx_card
 
 CONFIG_NAME = "config.pbtxt"
 LABELS_NAME = "labels.txt"
@@ -165,7 +165,7 @@ def write_repository(
     if source.suffix != ".onnx":
         raise TwdeployError(f"{model_path}: give the ONNX file the engine was built from")
     platform, file_name = PLATFORMS[suffix]
-    card = read_card(source)
+    card = read_onnx_card(source)
     inputs, outputs = graph_io(source)
     name = model_name(options.name or default_name)
     config = build_config(name, platform, inputs, outputs, card.to_json(), options)

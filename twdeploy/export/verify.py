@@ -1,26 +1,30 @@
-"""Run an export and its reference on the same real inputs; measure errors and speed.
+"""Verify an export on the runtime that ``segment`` ships, through Polygraphy's ``Comparator``.
 
-ONNX Runtime (CPU provider unless told otherwise) is compared with the torch model; a
-TensorRT engine is compared with ONNX Runtime (``twdeploy.export.tensorrt``). Limits and
-measures: ``twdeploy.export.compare``.
+Each backend is a ``twdeploy.runtime`` backend (the same objects ``segment`` runs: input-name
+discovery, static-batch padding, fp16 input casting, TensorRT buffers) wrapped as a Polygraphy
+runner. ``Comparator.run`` times it (one warm-up batch, then every batch);
+``Comparator.compare_accuracy`` judges it against the reference with our own compare function
+(``twdeploy.export.compare.judge``: logits bounds, heatmap relative L2, mask agreement).
 """
 
 from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections import OrderedDict
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
+from polygraphy.backend.base import BaseRunner
+from polygraphy.common import TensorMetadata
+from polygraphy.comparator import Comparator, IterationResult, RunResults
+from polygraphy.logger import G_LOGGER
 
 from twdeploy.export.compare import Check, Outputs, Tolerance, judge
-from twdeploy.model.segmenter import Segmenter
+from twdeploy.runtime import Backend
 
-Runner = Callable[[np.ndarray], Outputs]
+INPUT = "images"
 
 
 @dataclass
@@ -33,6 +37,7 @@ class Verification:
     metrics: dict[str, float]
     checks: list[Check]
     ms_per_image: dict[str, float] = field(default_factory=dict)
+    provider: str = ""
 
     @property
     def passed(self) -> bool:
@@ -43,6 +48,7 @@ class Verification:
         """JSON-compatible dict."""
         return {
             "backend": self.backend,
+            "provider": self.provider,
             "reference": self.reference,
             "passed": self.passed,
             "tolerance": self.tolerance.to_dict(),
@@ -52,70 +58,73 @@ class Verification:
         }
 
 
-def run_batched(runner: Runner, images: np.ndarray, batch: int) -> tuple[Outputs, float]:
-    """All outputs for ``images`` in batches of ``batch``, and the median ms per image.
+class BackendRunner(BaseRunner):
+    """A ``twdeploy.runtime`` backend as a Polygraphy runner (numpy ``images`` in, named outputs out)."""
 
-    The first batch runs once more beforehand as a warm-up and is not timed.
-    """
-    runner(images[:batch])
-    parts: list[Outputs] = []
-    times = []
-    for start in range(0, len(images), batch):
-        chunk = images[start : start + batch]
+    def __init__(self, backend: Backend) -> None:
+        super().__init__(name=backend.name, prefix=backend.name)
+        self.backend = backend
+
+    def get_input_metadata_impl(self) -> TensorMetadata:
+        card = self.backend.card
+        return TensorMetadata().add(INPUT, np.float32, (None, card.in_channels, *card.image_size))
+
+    def infer_impl(self, feed_dict: dict[str, np.ndarray]) -> OrderedDict[str, np.ndarray]:
+        images = feed_dict[INPUT]
         began = time.perf_counter()
-        parts.append(runner(chunk))
-        times.append((time.perf_counter() - began) * 1000 / len(chunk))
-    outputs = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
-    return outputs, statistics.median(times)
-
-
-def torch_runner(model: Segmenter) -> Runner:
-    """The torch model (float32, CPU) as a runner."""
-    names = model.output_names
-
-    def run(images: np.ndarray) -> Outputs:
-        with torch.no_grad():
-            outputs = model(torch.from_numpy(images))
-        return {name: t.numpy() for name, t in zip(names, outputs, strict=True)}
-
-    return run
-
-
-def ort_runner(path: Path, providers: Sequence[str] = ("CPUExecutionProvider",), threads: int | None = None) -> Runner:
-    """An ONNX Runtime session as a runner; intra-op threads default to torch's thread count."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or torch.get_num_threads()
-    session = ort.InferenceSession(str(path), options, providers=list(providers))
-    names = [o.name for o in session.get_outputs()]
-
-    def run(images: np.ndarray) -> Outputs:
-        return dict(zip(names, session.run(names, {"images": images}), strict=True))
-
-    return run
+        logits, heatmaps, class_ids = self.backend.infer(images)
+        self.inference_time = time.perf_counter() - began
+        outputs = OrderedDict(logits=logits, heatmaps=heatmaps)
+        if class_ids is not None:
+            outputs["class_ids"] = class_ids
+        return outputs
 
 
 @dataclass(frozen=True)
 class Reference:
-    """Outputs of the reference backend on the verification images, and its speed."""
+    """One backend's outputs on all verification images, and its median speed."""
 
     name: str
     outputs: Outputs
     ms_per_image: float
 
 
-def reference(name: str, runner: Runner, images: np.ndarray, batch: int) -> Reference:
-    """Run the reference once; every backend is judged against these outputs."""
-    outputs, ms = run_batched(runner, images, batch)
-    return Reference(name, outputs, ms)
+def measure(backend: Backend, images: np.ndarray, batch: int) -> Reference:
+    """Run ``backend`` on ``images`` in batches of ``batch`` with ``Comparator.run`` (one warm-up batch)."""
+    loader = [{INPUT: images[start : start + batch]} for start in range(0, len(images), batch)]
+    with G_LOGGER.verbosity(G_LOGGER.CRITICAL):
+        results = Comparator.run([BackendRunner(backend)], data_loader=loader, warm_up=1)
+    _, iterations = results[0]
+    outputs = {name: np.concatenate([np.asarray(it[name]) for it in iterations]) for name in iterations[0]}
+    ms = statistics.median(it.runtime * 1000 / len(feed[INPUT]) for it, feed in zip(iterations, loader, strict=True))
+    return Reference(backend.name, outputs, ms)
+
+
+class JudgeCompare:
+    """Polygraphy compare function: ``judge`` the candidate against the reference; keeps what it found."""
+
+    def __init__(self, tol: Tolerance) -> None:
+        self.tol = tol
+        self.metrics: dict[str, float] = {}
+        self.checks: list[Check] = []
+
+    def __call__(self, reference: IterationResult, candidate: IterationResult) -> OrderedDict[str, bool]:
+        as_numpy = {name: np.asarray(reference[name]) for name in reference}
+        self.metrics, self.checks = judge(as_numpy, {name: np.asarray(candidate[name]) for name in candidate}, self.tol)
+        return OrderedDict((c.name, c.passed) for c in self.checks)
 
 
 def verify_against(
-    name: str, runner: Runner, ref: Reference, images: np.ndarray, batch: int, tol: Tolerance
-) -> tuple[Verification, Outputs]:
-    """Run ``runner`` on ``images`` and judge it against ``ref``; also returns its outputs."""
-    outputs, ms = run_batched(runner, images, batch)
-    metrics, checks = judge(ref.outputs, outputs, tol)
-    timing = {ref.name: ref.ms_per_image, name: ms}
-    return Verification(name, ref.name, tol, metrics, checks, timing), outputs
+    backend: Backend, ref: Reference, images: np.ndarray, batch: int, tol: Tolerance
+) -> tuple[Verification, Reference]:
+    """Run ``backend`` on ``images`` and judge it against ``ref`` with ``Comparator.compare_accuracy``."""
+    run = measure(backend, images, batch)
+    results = RunResults()
+    for item in (ref, run):
+        results.append((item.name, [IterationResult(dict(item.outputs), item.ms_per_image / 1000, item.name)]))
+    compare = JudgeCompare(tol)
+    with G_LOGGER.verbosity(G_LOGGER.CRITICAL):
+        Comparator.compare_accuracy(results, comparisons=[(0, 1)], compare_func=compare)
+    timing = {ref.name: ref.ms_per_image, run.name: run.ms_per_image}
+    verification = Verification(run.name, ref.name, tol, compare.metrics, compare.checks, timing, backend.provider)
+    return verification, run

@@ -1,4 +1,4 @@
-"""Backends x batch sizes on one model: ms/img, img/s, peak memory, speed-up vs torch.
+"""Backends x batch sizes on one model, each backend in its own process: ms/img, img/s, peak memory, speed-up.
 
 Memory is the peak process RSS above the level before the backend was loaded (weights,
 session arenas and activations together), or the CUDA allocator's peak for torch and
@@ -7,11 +7,14 @@ TensorRT on a GPU.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import statistics
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -20,7 +23,7 @@ import numpy as np
 import torch
 
 from twdeploy.errors import TwdeployError
-from twdeploy.inference.backends import BACKEND_NAMES, Backend, detect_backend, open_backend
+from twdeploy.runtime import BACKEND_NAMES, Backend, detect_backend, open_backend
 
 RUN_EXPORTS = {"onnxruntime": "export/model.onnx", "tensorrt": "export/model.engine"}
 
@@ -39,6 +42,8 @@ class BenchResult:
     peak_mib: float | None
     memory: str
     speedup_vs_torch: float | None = None
+    pid: int = 0
+    """The process that ran it (each backend gets its own)."""
 
     def to_dict(self) -> dict[str, object]:
         """JSON-friendly dict."""
@@ -156,12 +161,33 @@ def bench_backend(
             results.append(
                 BenchResult(
                     name, backend.provider, backend.device, str(file), size,
-                    seconds * 1000 / size, size / seconds, peak, memory,
+                    seconds * 1000 / size, size / seconds, peak, memory, pid=os.getpid(),
                 )
             )  # fmt: skip
         return results
     finally:
         backend.close()
+
+
+def _bench_child(
+    name: str, file: Path, batches: Sequence[int], warmup: int, runs: int, device: str, threads: int | None
+) -> list[BenchResult]:
+    if threads:
+        torch.set_num_threads(threads)
+    return bench_backend(name, file, batches, warmup, runs, device, threads)
+
+
+def bench_in_own_process(
+    name: str, file: Path, batches: Sequence[int], warmup: int, runs: int, device: str, threads: int | None
+) -> list[BenchResult]:
+    """:func:`bench_backend` in a fresh (spawned) process: backends timed in one process skew each other."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        try:
+            return pool.submit(_bench_child, name, file, list(batches), warmup, runs, device, threads).result()
+        except BrokenProcessPool:
+            raise TwdeployError(
+                f"{file}: the {name} benchmark process died (out of memory?); try smaller --batches"
+            ) from None
 
 
 def with_speedups(results: list[BenchResult]) -> list[BenchResult]:
@@ -191,7 +217,7 @@ def run_benchmark(
     skipped: list[str] = []
     for name, file in candidates(model, backends):
         try:
-            results += bench_backend(name, file, batches, warmup, runs, device, threads)
+            results += bench_in_own_process(name, file, batches, warmup, runs, device, threads)
         except TwdeployError as exc:
             skipped.append(f"{name}: {exc}")
     if not results:

@@ -60,7 +60,8 @@ def display_available() -> tuple[bool, str]:
     if _gui_backend() == "NONE":
         return (
             False,
-            "this OpenCV build has no GUI (opencv-python-headless): install opencv-python to use --show",
+            "this OpenCV build has no GUI (opencv-python-headless, the default): for --show run "
+            "pip uninstall -y opencv-python-headless && pip install opencv-python (needs libGL and glib)",
         )
     if not sys.platform.startswith("linux"):
         return True, ""

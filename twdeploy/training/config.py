@@ -43,6 +43,8 @@ class TrainConfig:
     ``segment`` trains tags + heatmaps. ``recipe`` ``paper`` runs a classify stage of
     ``classify_steps`` steps, then the segment stage (``steps``) from its weights (docs/training.md).
     ``clip_grad`` caps the global gradient norm (None: no clipping).
+    ``batch_size`` is per process; ``world_size`` is the process count the run was started with
+    (torchrun), so the global batch ``batch_size * world_size`` stays the same on resume.
     """
 
     data: str = "synthetic"
@@ -53,6 +55,7 @@ class TrainConfig:
     steps: int | None = None
     epochs: float | None = None
     batch_size: int = 16
+    world_size: int = 1
     lr: float = 1e-3
     weight_decay: float = 1e-4
     cosine: bool = True
@@ -100,6 +103,7 @@ class TrainConfig:
             "normalization": (self.normalization in ("unit", "meanstd"), "unit or meanstd"),
             "image_size": (self.image_size >= 32, "at least 32"),
             "batch_size": (self.batch_size >= 1, "at least 1"),
+            "world_size": (self.world_size >= 1, "at least 1"),
             "lr": (0 < self.lr < math.inf, "positive and finite"),
             "eps": (0 < self.eps < math.inf, "positive and finite"),
             "pixel_share": (0.0 <= self.pixel_share <= 1.0, "in [0, 1]"),
@@ -136,12 +140,17 @@ class TrainConfig:
             return 1.0
         return float(self.image_size**2) if self.heatmap_scale is None else self.heatmap_scale
 
+    @property
+    def global_batch(self) -> int:
+        """Images per optimiser step over all processes."""
+        return self.batch_size * self.world_size
+
     def total_steps(self, train_images: int) -> int:
         """Optimiser steps of the whole run."""
         if self.steps is not None:
             return self.steps
         if self.epochs is not None:
-            return max(1, math.ceil(self.epochs * train_images / self.batch_size))
+            return max(1, math.ceil(self.epochs * train_images / self.global_batch))
         return DEFAULT_STEPS
 
     def to_dict(self) -> dict[str, Any]:

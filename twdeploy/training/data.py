@@ -7,7 +7,7 @@ so the batches of a resumed run equal those of an uninterrupted one, whatever th
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,15 +41,15 @@ class StepSeeded(Dataset[dict[str, Any]]):
 
 
 class StepBatches(Sampler[list[tuple[int, int, int]]]):
-    """Endless keyed batches of a ``MixedBatchSampler`` from ``start`` on."""
+    """Endless keyed batches of a ``MixedBatchSampler`` from ``start`` on; ``share`` keeps this rank's part."""
 
-    def __init__(self, mixed: MixedBatchSampler, start: int = 0) -> None:
-        self.mixed, self.start = mixed, start
+    def __init__(self, mixed: MixedBatchSampler, start: int = 0, share: Callable[[list], list] = list) -> None:
+        self.mixed, self.start, self.share = mixed, start, share
 
     def __iter__(self) -> Iterator[list[tuple[int, int, int]]]:
         step = self.start
         while True:
-            yield [(step, p, i) for p, i in enumerate(self.mixed.batch(step))]
+            yield self.share([(step, p, i) for p, i in enumerate(self.mixed.batch(step))])
             step += 1
 
 
@@ -105,12 +105,14 @@ def build_run_data(cfg: TrainConfig) -> RunData:
     return RunData(train, val, chosen, tag_only)
 
 
-def train_loader(data: RunData, cfg: TrainConfig, start_step: int) -> DataLoader:
-    """Endless loader of mixed batches starting at ``start_step``."""
-    mixed = MixedBatchSampler(data.pixel_indices, data.tag_indices, cfg.batch_size, cfg.pixel_share, cfg.seed)
+def train_loader(
+    data: RunData, cfg: TrainConfig, start_step: int, share: Callable[[list], list] = list
+) -> DataLoader:
+    """Endless loader of mixed global batches starting at ``start_step``, each cut to this process's ``share``."""
+    mixed = MixedBatchSampler(data.pixel_indices, data.tag_indices, cfg.global_batch, cfg.pixel_share, cfg.seed)
     return DataLoader(
         StepSeeded(data.train, cfg.seed),
-        batch_sampler=StepBatches(mixed, start_step),
+        batch_sampler=StepBatches(mixed, start_step, share),
         num_workers=cfg.workers,
         generator=torch.Generator().manual_seed(cfg.seed),
         persistent_workers=False,

@@ -6,18 +6,9 @@ import contextlib
 
 import torch
 
-from twdeploy.errors import TwdeployError
+from twdeploy.runtime.device import resolve_device
 
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA if present else CPU; ``cuda`` without a GPU is a one-line error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise TwdeployError("--device cuda: no CUDA device is visible; use --device cpu or auto")
-    if name not in ("cpu", "cuda"):
-        raise TwdeployError(f"--device {name!r} is unknown; use auto, cpu or cuda")
-    return torch.device(name)
+__all__ = ["autocast", "resolve_device"]
 
 
 def autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager:

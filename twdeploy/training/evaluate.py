@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from twdeploy.data import Normalization, build_dataset
 from twdeploy.errors import TwdeployError
+from twdeploy.model.card import ModelCard, SegmentationModel
 from twdeploy.model.io import load_model
-from twdeploy.model.segmenter import Segmenter
-from twdeploy.model.unet import UNet
+from twdeploy.model.segmenter import masks_from_heatmaps
+from twdeploy.runtime import Backend
 from twdeploy.training.data import eval_loader
 from twdeploy.training.device import autocast, resolve_device
 from twdeploy.training.metrics import ConfusionMatrix, MultiLabelF1
@@ -38,11 +41,17 @@ class EvalResult:
 
 @torch.no_grad()
 def evaluate(
-    model: Segmenter | UNet, loader: DataLoader, class_names: list[str], device: torch.device, amp: bool
+    model: SegmentationModel,
+    loader: DataLoader,
+    class_names: list[str],
+    device: torch.device,
+    amp: bool,
+    sum_counts: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> EvalResult:
     """Run ``model`` (all class heatmaps or score maps) over ``loader``; the model is left in the mode it came in.
 
-    Tag F1 is nan for a model without a classification head (the plain U-Net).
+    Tag F1 is nan for a model without a classification head (the plain U-Net). ``sum_counts``
+    sums the pixel and tag counts over the ranks that each evaluated a share of the set.
     """
     was_training = model.training
     model.eval()
@@ -61,6 +70,10 @@ def evaluate(
                 images += len(batch["image"])
     finally:
         model.train(was_training)
+    if sum_counts is not None:
+        confusion.matrix = sum_counts(confusion.matrix)
+        f1.tp, f1.fp, f1.fn = (sum_counts(c) for c in (f1.tp, f1.fp, f1.fn))
+        images = int(sum_counts(np.array([images]))[0])
     return EvalResult(
         class_names=list(class_names),
         iou=[float(v) for v in confusion.iou()],
@@ -70,6 +83,22 @@ def evaluate(
         f1_macro=f1.f1("macro") if model.has_classifier else math.nan,
         images=images,
     )
+
+
+def eval_dataset(card: ModelCard, model: str | Path, data: str, split: str, max_images: int | None) -> Dataset:
+    """``data``'s ``split`` at the model's own input size and scaling; one-line errors when it does not fit."""
+    norm = Normalization.from_dict(card.normalization)
+    dataset = build_dataset(data, split, int(card.image_size[0]), train=False, norm=norm)
+    if dataset.num_classes != card.num_classes:
+        raise TwdeployError(
+            f"{model}: model has {card.num_classes} classes but {data} has {dataset.num_classes}; "
+            "evaluate on the data the model was trained for"
+        )
+    if len(dataset) == 0:
+        raise TwdeployError(f"{data}: split {split!r} is empty; choose another --split")
+    if max_images is not None and max_images < len(dataset):
+        return Subset(dataset, range(max_images))
+    return dataset
 
 
 def evaluate_checkpoint(
@@ -84,17 +113,35 @@ def evaluate_checkpoint(
 ) -> EvalResult:
     """Evaluate a run folder or checkpoint on a dataset spec at the model's own input size and scaling."""
     model, card = load_model(path, class_chunk)
-    norm = Normalization.from_dict(card.normalization)
-    dataset = build_dataset(data, split, int(card.image_size[0]), train=False, norm=norm)
-    if dataset.num_classes != card.num_classes:
-        raise TwdeployError(
-            f"{path}: model has {card.num_classes} classes but {data} has {dataset.num_classes}; "
-            "evaluate on the data the model was trained for"
-        )
-    if len(dataset) == 0:
-        raise TwdeployError(f"{data}: split {split!r} is empty; choose another --split")
-    names = list(card.class_names)
-    if max_images is not None and max_images < len(dataset):
-        dataset = Subset(dataset, range(max_images))
+    dataset = eval_dataset(card, path, data, split, max_images)
     dev = resolve_device(device)
-    return evaluate(model.to(dev), eval_loader(dataset, batch_size), names, dev, amp)
+    return evaluate(model.to(dev), eval_loader(dataset, batch_size), list(card.class_names), dev, amp)
+
+
+def evaluate_backend(
+    backend: Backend, data: str, split: str = "val", batch_size: int = 16, max_images: int | None = None
+) -> EvalResult:
+    """Evaluate any runtime backend (torch, ONNX Runtime, TensorRT) exactly as ``segment`` runs it."""
+    card = backend.card
+    dataset = eval_dataset(card, backend.name, data, split, max_images)
+    k = card.num_classes
+    confusion, f1 = ConfusionMatrix(k), MultiLabelF1(k)
+    images = 0
+    with torch.random.fork_rng(devices=[]):
+        for batch in eval_loader(dataset, batch_size):
+            logits, heatmaps, class_ids = backend.infer(batch["image"].numpy())
+            ids = None if class_ids is None else torch.from_numpy(class_ids)
+            masks = masks_from_heatmaps(torch.from_numpy(heatmaps), ids)
+            has_mask = batch["has_mask"]
+            confusion.update(masks[has_mask], batch["mask"][has_mask])
+            f1.update(torch.from_numpy(logits), batch["tags"])
+            images += len(batch["image"])
+    return EvalResult(
+        class_names=list(card.class_names),
+        iou=[float(v) for v in confusion.iou()],
+        miou=confusion.miou(),
+        pixel_accuracy=confusion.pixel_accuracy(),
+        f1=f1.f1("micro"),
+        f1_macro=f1.f1("macro"),
+        images=images,
+    )

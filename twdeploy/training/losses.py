@@ -3,6 +3,7 @@
 Both terms are computed in float32, whatever precision the logits and heatmaps come in.
 """
 
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -33,6 +34,7 @@ def segmentation_loss(
     ignore_index: int = 255,
     boundary: Boundary = "ignore",
     scale: float = 1.0,
+    pixel_count: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Cross-entropy of the K class heatmaps (N, K, H, W), times ``scale``, used as logits, against masks (N, H, W).
 
@@ -40,6 +42,8 @@ def segmentation_loss(
     ``boundary="ignore"`` skips ``ignore_index`` pixels, ``"background"`` counts them as class 0
     (the reference's choice). With no valid pixel the loss is 0, still attached to the graph.
     ``scale`` (the reference's ``hm_sf``, 1 there) leaves the argmax, hence the masks, unchanged.
+    ``pixel_count`` maps this batch's valid-pixel count to the divisor (data-parallel training: the
+    count over all ranks divided by the rank count, so averaged gradients equal one process's).
     """
     if heatmaps.ndim != 4 or masks.shape != (heatmaps.shape[0], *heatmaps.shape[2:]):
         raise ValueError(
@@ -59,8 +63,9 @@ def segmentation_loss(
     if boundary == "background":
         target = target.masked_fill(target == ignore_index, 0)
     n_valid = (target != ignore_index).sum()
+    divisor = n_valid.clamp(min=1) if pixel_count is None else pixel_count(n_valid)
     loss_sum = F.cross_entropy(logits, target, ignore_index=ignore_index, reduction="sum")
-    return loss_sum / n_valid.clamp(min=1)
+    return loss_sum / divisor
 
 
 def total_loss(
@@ -76,11 +81,12 @@ def total_loss(
     ignore_index: int = 255,
     boundary: Boundary = "ignore",
     heatmap_scale: float = 1.0,
+    pixel_count: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """``w_cls * L_cls + w_seg * L_seg`` and its unweighted parts (detached, for logging).
 
     ``w_cls`` defaults to 10, the reference's batch size, by which it multiplies the tag loss.
     """
     cls = classification_loss(logits, tags, background_weight)
-    seg = segmentation_loss(heatmaps, masks, has_mask, ignore_index, boundary, heatmap_scale)
+    seg = segmentation_loss(heatmaps, masks, has_mask, ignore_index, boundary, heatmap_scale, pixel_count)
     return w_cls * cls + w_seg * seg, {"cls": cls.detach(), "seg": seg.detach()}

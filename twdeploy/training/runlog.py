@@ -7,11 +7,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-
 
 class RunLog:
     """Appends metrics records to ``metrics.jsonl`` and draws loss / mIoU curves from them."""
@@ -41,7 +36,10 @@ class RunLog:
         records = self.records()
         train = [r for r in records if r["kind"] == "train" and math.isfinite(r["loss"])]
         evals = [r for r in records if r["kind"] == "eval"]
-        fig, (ax_loss, ax_miou) = plt.subplots(1, 2, figsize=(10, 3.8))
+        from matplotlib.figure import Figure  # imported here; a Figure needs no pyplot and no global backend
+
+        fig = Figure(figsize=(10, 3.8))
+        ax_loss, ax_miou = fig.subplots(1, 2)
         for key, label in (("loss", "total"), ("cls", "tags (unweighted)"), ("seg", "pixels")):
             points = [(r["step"], r[key]) for r in train if key in r]  # a classify stage logs no pixel loss
             ax_loss.plot([p[0] for p in points], [p[1] for p in points], label=label)
@@ -54,5 +52,4 @@ class RunLog:
         fig.tight_layout()
         out = self.folder / "curves.png"
         fig.savefig(out, dpi=100)
-        plt.close(fig)
         return out

@@ -7,15 +7,17 @@ SIGTERM (``KeyboardInterrupt``, also when raised from a callback) write ``last.p
 propagate, as :class:`~twdeploy.signals.Interrupted` saying where to resume; ``save_every``
 writes it between evaluations too. A run folder without a checkpoint resumes from step 0.
 A ``classify`` stage steps the encoder on the tag loss alone; a ``--recipe paper`` run chains
-a classify stage and the segment stage (:mod:`twdeploy.training.stages`).
+a classify stage and the segment stage (:mod:`twdeploy.training.stages`). Under ``torchrun`` the
+same code trains data-parallel (:mod:`twdeploy.training.distributed`); rank 0 alone writes.
 """
 
 from __future__ import annotations
 
 import math
+import signal
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,7 @@ from twdeploy.training.chunking import decode_chunked
 from twdeploy.training.config import TrainConfig
 from twdeploy.training.data import build_run_data, eval_loader, train_loader
 from twdeploy.training.device import autocast, resolve_device
+from twdeploy.training.distributed import setup
 from twdeploy.training.evaluate import EvalResult, evaluate
 from twdeploy.training.init import initialise, input_normalization, with_start_normalization
 from twdeploy.training.losses import classification_loss, total_loss
@@ -65,12 +68,16 @@ def default_run_dir(cfg: TrainConfig) -> Path:
 def train(cfg: TrainConfig, callbacks: Sequence[StepCallback] = (), quiet: bool = False) -> TrainResult:
     """Start a new run in :func:`default_run_dir`; an existing run folder is a one-line error."""
     cfg = with_start_normalization(cfg.validate())
+    ranks = setup(cfg.device)
+    cfg = replace(cfg, world_size=ranks.world)
     output_dir(cfg.out, "--out")
-    run_dir = default_run_dir(cfg)
-    if (run_dir / "config.json").exists():
+    run_dir = ranks.same_on_all(default_run_dir(cfg))
+    if ranks.same_on_all((run_dir / "config.json").exists()):
         raise TwdeployError(f"{run_dir}: run folder exists; pick another --name or continue it with --resume {run_dir}")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    cfg.save(run_dir / "config.json")
+    if ranks.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        cfg.save(run_dir / "config.json")
+    ranks.barrier()
     if cfg.recipe is not None:
         return _recipe_segment_stage(cfg, run_dir, callbacks, quiet)
     trainer = Trainer(cfg, run_dir, quiet)
@@ -87,11 +94,12 @@ def resume(run_dir: str | Path, callbacks: Sequence[StepCallback] = (), quiet: b
     last = run_dir / "checkpoints" / "last.pt"
     if not last.is_file() and cfg.recipe is not None:  # stopped in (or right after) the classify stage
         return _recipe_segment_stage(cfg, run_dir, callbacks, quiet)
-    atomic.clean_stale_temps(last.parent, older_than_s=0)  # this process owns the run folder now
     trainer = Trainer(cfg, run_dir, quiet)
+    if trainer.ranks.is_main:
+        atomic.clean_stale_temps(last.parent, older_than_s=0)  # this process owns the run folder now
     if last.is_file():
         trainer.load_state(read_checkpoint(last).get("training") or {})
-    else:
+    elif trainer.ranks.is_main:
         trainer.log.truncate_after(0)  # died before its first checkpoint: start over
     return trainer.fit(callbacks)
 
@@ -107,8 +115,9 @@ def _recipe_segment_stage(
         resume(stage_dir, callbacks, quiet)
     else:
         stage_cfg = classify_stage_config(cfg, run_dir)
-        stage_dir.mkdir(parents=True, exist_ok=True)
-        stage_cfg.save(stage_dir / "config.json")
+        if setup(cfg.device).is_main:
+            stage_dir.mkdir(parents=True, exist_ok=True)
+            stage_cfg.save(stage_dir / "config.json")
         stage = Trainer(stage_cfg, stage_dir, quiet)
         initialise(stage.model, stage_cfg, stage.card.class_names)
         stage.fit(callbacks)
@@ -119,8 +128,10 @@ class Trainer:
     """One run: data, model, optimiser and the loop; use :func:`train` / :func:`resume`."""
 
     def __init__(self, cfg: TrainConfig, run_dir: Path, quiet: bool = False, start_from: Path | None = None) -> None:
-        self.cfg, self.run_dir, self.quiet = cfg, run_dir, quiet
-        self.device = resolve_device(cfg.device)
+        self.ranks = setup(cfg.device)
+        self.cfg, self.run_dir, self.quiet = cfg, run_dir, quiet or not self.ranks.is_main
+        self.device = self.ranks.place(resolve_device(cfg.device))
+        self.ranks.per_rank_batch(cfg.global_batch, str(run_dir))
         torch.manual_seed(cfg.seed)
         self.data = build_run_data(cfg)
         self.card = ModelCard(
@@ -138,11 +149,15 @@ class Trainer:
         self.aliases = decoder_aliases(self.model, cfg.tie) if cfg.model == "heatmap" else {}
         params = [*self.model.parameters(), *self.aliases.values()]
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.forward = self.ranks.wrap(
+            self._training_forward, self.model, list(self.aliases.values()), unused=cfg.stage == "classify"
+        )
+        self.stop_agreed = False
         self.total_steps = cfg.total_steps(len(self.data.train))
         self.scheduler = build_scheduler(self.optimizer, self.total_steps) if cfg.cosine else None
         self.step, self.best_miou = 0, -math.inf
         self.log = RunLog(run_dir)
-        self.val_loader = eval_loader(self.data.val, cfg.batch_size, cfg.workers)
+        self.val_loader = eval_loader(self.ranks.shard(self.data.val), cfg.batch_size, cfg.workers)
 
     # -- state ------------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -170,10 +185,13 @@ class Trainer:
         torch.set_rng_state(training["rng_torch"])
         if training["rng_cuda"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(training["rng_cuda"])
-        self.log.truncate_after(self.step)
+        if self.ranks.is_main:
+            self.log.truncate_after(self.step)
 
     def save(self, name: str, with_state: bool) -> None:
-        """Write ``checkpoints/<name>`` atomically."""
+        """Write ``checkpoints/<name>`` atomically (rank 0 only)."""
+        if not self.ranks.is_main:
+            return
         extra = self.state() if with_state else {"step": self.step, "best_miou": self.best_miou}
         extra["stage"] = self.cfg.stage
         save_checkpoint(self.run_dir / "checkpoints" / name, self.model, self.card, extra)
@@ -187,17 +205,23 @@ class Trainer:
         r_top, _ = self.model.start_relevance(logits)
         return logits, decode_chunked(self.model, saved, r_top, self.aliases, self.cfg.class_chunk)
 
+    def _training_forward(self, images: torch.Tensor) -> Any:
+        """Logits (classify stage), or ``(logits, score maps)``: what DDP wraps."""
+        if self.cfg.stage == "classify":
+            return self.model.encoder(images)
+        return self.score_maps(images)
+
     def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
         """One optimiser step on a batch; returns the loss and its unweighted parts."""
         dev, cfg = self.device, self.cfg
         images = batch["image"].to(dev, non_blocking=True)
         if cfg.stage == "classify":
             with autocast(dev, cfg.amp):
-                logits = self.model.encoder(images)
+                logits = self.forward(images)
             cls = classification_loss(logits, batch["tags"].to(dev))
             return self._step(cfg.w_cls * cls, {"cls": float(cls.detach())})
         with autocast(dev, cfg.amp):
-            logits, heatmaps = self.score_maps(images)
+            logits, heatmaps = self.forward(images)
         loss, parts = total_loss(
             logits,
             batch["tags"].to(dev),
@@ -208,43 +232,52 @@ class Trainer:
             w_seg=cfg.w_seg,
             boundary=cfg.boundary,  # type: ignore[arg-type]
             heatmap_scale=cfg.resolved_heatmap_scale(),
+            pixel_count=self.ranks.global_count if self.ranks.enabled else None,
         )
         return self._step(loss, {"cls": float(parts["cls"]), "seg": float(parts["seg"])})
 
     def _step(self, loss: torch.Tensor, parts: dict[str, float]) -> dict[str, float]:
-        """Backward, optional gradient clipping, optimiser and schedule step; the loss and ``parts``."""
-        value = float(loss.detach())
+        """Backward, optional gradient clipping, optimiser and schedule step; the loss and ``parts``.
+
+        Under torchrun the values are the means over ranks (the single-process values), and
+        ``stop_agreed`` says whether any rank was asked to stop.
+        """
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        values, self.stop_agreed = self.ranks.agree({"loss": float(loss.detach()), **parts}, self.device)
+        value = values["loss"]
         if not math.isfinite(value):
             raise TwdeployError(
                 f"{self.run_dir}: loss became {value} at step {self.step + 1} (training diverged); start a new "
                 f"run with a lower --lr (now {self.cfg.lr:g}) or a higher --eps (now {self.cfg.eps:g})"
             )
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
         if self.cfg.clip_grad is not None:
             torch.nn.utils.clip_grad_norm_(self.optimizer.param_groups[0]["params"], self.cfg.clip_grad)
         self.optimizer.step()
         if self.scheduler is not None:
             self.scheduler.step()
-        return {"loss": value, **parts}
+        return values
 
     def evaluate(self) -> EvalResult:
         """Validation metrics; updates best.pt and last.pt."""
-        result = evaluate(self.model, self.val_loader, self.data.class_names, self.device, self.cfg.amp)
+        sum_counts = (lambda c: self.ranks.sum_counts(c, self.device)) if self.ranks.enabled else None
+        result = evaluate(self.model, self.val_loader, self.data.class_names, self.device, self.cfg.amp, sum_counts)
         record = {"kind": "eval", "stage": self.cfg.stage, "step": self.step, **result.summary(), "iou": result.iou}
-        self.log.append(record)
         if result.miou > self.best_miou:
             self.best_miou = result.miou
             self.save("best.pt", with_state=False)
         self.save("last.pt", with_state=True)
-        self.log.plot()
+        if self.ranks.is_main:
+            self.log.append(record)
+            self.log.plot()
         return result
 
     def fit(self, callbacks: Sequence[StepCallback] = ()) -> TrainResult:
         """Train from the current step to ``total_steps``; Ctrl-C or SIGTERM saves last.pt and raises Interrupted."""
         cfg = self.cfg
         result = TrainResult(self.run_dir, self.step, self.best_miou, None)
-        batches = iter(train_loader(self.data, cfg, self.step))
+        self.ranks.decorrelate(cfg.seed, self.step)
+        batches = iter(train_loader(self.data, cfg, self.step, self.ranks.share))
         window: list[dict[str, float]] = []
         seen, busy = 0, 0.0
         columns = (
@@ -254,9 +287,14 @@ class Trainer:
             TextColumn("{task.fields[info]}"),
             TimeRemainingColumn(),
         )
-        with stop_on_signals(), Progress(*columns, disable=self.quiet) as bar:
+        with stop_on_signals(), self.ranks.stop_requests(), Progress(*columns, disable=self.quiet) as bar:
             task = bar.add_task("train", total=self.total_steps, completed=self.step, info="")
             miou = "-"
+            if not self.quiet and (self.ranks.enabled or cfg.world_size > 1):
+                bar.console.print(
+                    f"data-parallel: global batch {cfg.global_batch} = {cfg.global_batch // self.ranks.world} "
+                    f"per process x {self.ranks.world} processes"
+                )
             try:
                 while self.step < self.total_steps:
                     start = time.perf_counter()
@@ -264,8 +302,10 @@ class Trainer:
                     with deferred_signals():  # a stop lands between steps: last.pt is never half a step
                         losses = self.train_step(batch)
                         self.step += 1
+                    if self.stop_agreed:  # every rank stops after the same step
+                        raise Interrupted(self.ranks.stop_signal or signal.SIGTERM)
                     busy += time.perf_counter() - start
-                    seen += len(batch["image"])
+                    seen += len(batch["image"]) * self.ranks.world
                     result.losses.append(losses["loss"])
                     window.append(losses)
                     if self.step % cfg.log_every == 0 or self.step == self.total_steps:
@@ -282,6 +322,7 @@ class Trainer:
                         callback(self.step, losses)
             except KeyboardInterrupt as exc:
                 self._save_last()
+                self.ranks.barrier()  # no rank exits (and has torchrun stop the rest) before last.pt is written
                 signum = exc.signum if isinstance(exc, Interrupted) else Interrupted().signum
                 raise Interrupted(
                     signum,
@@ -290,6 +331,7 @@ class Trainer:
                 ) from exc
         if self.step == result.step:  # nothing left to do (a finished run resumed)
             self.save("last.pt", with_state=True)
+        self.ranks.barrier()  # the checkpoints are on disk before any rank reads them (next stage)
         result.step, result.best_miou = self.step, self.best_miou
         return result
 
@@ -302,4 +344,5 @@ class Trainer:
         mean = {k: sum(w[k] for w in window) / len(window) for k in window[0]}
         lr = self.optimizer.param_groups[0]["lr"]
         record = {"kind": "train", "stage": self.cfg.stage, "step": self.step, **mean, "lr": lr, "img_s": images_per_s}
-        self.log.append(record)
+        if self.ranks.is_main:
+            self.log.append(record | {"global_batch": self.cfg.global_batch, "processes": self.ranks.world})

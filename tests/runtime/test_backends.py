@@ -11,10 +11,10 @@ import torch
 
 from tests.inference.tiny_model import IMAGE_SIZE, build_run
 from twdeploy.errors import TwdeployError
-from twdeploy.inference.backends import detect_backend, open_backend
-from twdeploy.inference.backends.base import run_in_chunks
-from twdeploy.inference.backends.onnxruntime_backend import choose_providers
 from twdeploy.inference.predictor import masks_at_original_size
+from twdeploy.runtime import detect_backend, open_backend
+from twdeploy.runtime.base import run_in_chunks
+from twdeploy.runtime.onnxruntime_backend import choose_providers
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from twdeploy.errors import TwdeployError
-from twdeploy.inference.backends.base import BACKEND_NAMES, Backend, Outputs, detect_backend
+from twdeploy.runtime.base import BACKEND_NAMES, Backend, Outputs, detect_backend
 
 __all__ = ["BACKEND_NAMES", "Backend", "Outputs", "detect_backend", "open_backend"]
 
@@ -24,13 +24,13 @@ def open_backend(
     if half and kind != "torch":
         raise TwdeployError(f"--half applies to the torch backend; a {kind} model's precision is set at export")
     if kind == "torch":
-        from twdeploy.inference.backends.torch_backend import TorchBackend
+        from twdeploy.runtime.torch_backend import TorchBackend
 
         return TorchBackend(model, device, half)
     if kind == "onnxruntime":
-        from twdeploy.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
+        from twdeploy.runtime.onnxruntime_backend import OnnxRuntimeBackend
 
         return OnnxRuntimeBackend(model, device, threads)
-    from twdeploy.inference.backends.tensorrt_backend import TensorRTBackend
+    from twdeploy.runtime.tensorrt_backend import TensorRTBackend
 
     return TensorRTBackend(model, device)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from tests.inference.tiny_model import IMAGE_SIZE, build_run
-from twdeploy.inference.backends import open_backend
+from twdeploy.runtime import open_backend
 
 pytestmark = [
     pytest.mark.gpu,

@@ -1,4 +1,4 @@
-"""Eager PyTorch inference from a run folder or checkpoint, on the CPU or a CUDA device."""
+"""Eager PyTorch inference from a run folder, a checkpoint or an in-memory segmenter, on the CPU or CUDA."""
 
 from __future__ import annotations
 
@@ -9,23 +9,11 @@ import numpy as np
 import torch
 
 from twdeploy.errors import TwdeployError
-from twdeploy.inference.backends.base import Outputs, check_model_kind
-from twdeploy.model.io import load_model, resolve_checkpoint
-
-
-def torch_device(device: str) -> torch.device:
-    """``auto`` -> cuda when available else cpu; a one-line error for an unusable device."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise TwdeployError(f"--device {device}: unknown device; use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise TwdeployError(f"--device {device}: CUDA is not available here (torch {torch.__version__}); use cpu")
-    if dev.type not in ("cpu", "cuda"):
-        raise TwdeployError(f"--device {device}: only cpu and cuda are supported")
-    return dev
+from twdeploy.model.card import ModelCard
+from twdeploy.model.io import load_model
+from twdeploy.model.segmenter import Segmenter
+from twdeploy.runtime.base import Outputs, check_model_kind
+from twdeploy.runtime.device import resolve_device
 
 
 class TorchBackend:
@@ -35,15 +23,23 @@ class TorchBackend:
 
     def __init__(self, model: str | Path, device: str = "auto", half: bool = False) -> None:
         path = check_model_kind(model, "torch")
-        self.dev = torch_device(device)
+        segmenter, card = load_model(path)
+        self._setup(segmenter, card, device, half)
+
+    @classmethod
+    def from_segmenter(cls, model: Segmenter, card: ModelCard, device: str = "cpu") -> TorchBackend:
+        """Wrap a segmenter already in memory (export verification's reference)."""
+        backend = cls.__new__(cls)
+        backend._setup(model.eval(), card, device, False)
+        return backend
+
+    def _setup(self, model: Segmenter, card: ModelCard, device: str, half: bool) -> None:
+        self.dev = resolve_device(device)
         if half and self.dev.type != "cuda":
             raise TwdeployError("--half needs a CUDA device (--device cuda); the CPU runs float32")
-        self.model, self.card = load_model(path)
-        self.model.to(self.dev)
-        self.half = half
+        self.model, self.card, self.half = model.to(self.dev), card, half
         self.device = str(self.dev)
         self.provider = f"torch {torch.__version__} ({self.device}{', fp16 autocast' if half else ''})"
-        self.checkpoint = resolve_checkpoint(path)
 
     def infer(self, batch: np.ndarray) -> Outputs:
         x = torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(self.dev, non_blocking=True)

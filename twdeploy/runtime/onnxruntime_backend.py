@@ -8,8 +8,8 @@ from types import ModuleType
 import numpy as np
 
 from twdeploy.errors import TwdeployError
-from twdeploy.export.onnx import INPUT_NAME, read_card
-from twdeploy.inference.backends.base import Outputs, check_model_kind, run_in_chunks
+from twdeploy.model.card_files import read_onnx_card
+from twdeploy.runtime.base import Outputs, check_model_kind, run_in_chunks
 
 PROVIDER_ORDER = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 _SHORT = {"TensorrtExecutionProvider": "TensorRT EP", "CUDAExecutionProvider": "CUDA EP", "CPUExecutionProvider": "CPU"}
@@ -38,14 +38,14 @@ class OnnxRuntimeBackend:
     name = "onnxruntime"
 
     def __init__(self, model: str | Path, device: str = "auto", threads: int | None = None) -> None:
-        path = check_model_kind(model, "onnxruntime")
+        path = self.path = check_model_kind(model, "onnxruntime")
         ort = import_onnxruntime()
         if device.startswith("cuda") and "CUDAExecutionProvider" not in ort.get_available_providers():
             raise TwdeployError(
                 f"--device {device}: this onnxruntime has no CUDA provider; install onnxruntime-gpu "
                 "(pip install 'twdeploy[gpu]') or use --device cpu"
             )
-        self.card = read_card(path)
+        self.card = read_onnx_card(path)
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
@@ -59,7 +59,7 @@ class OnnxRuntimeBackend:
         self.provider = " > ".join(_SHORT.get(p, p) for p in self.providers)
         self.device = "cuda" if self.providers[0] != "CPUExecutionProvider" else "cpu"
         self.output_names = [o.name for o in self.session.get_outputs()]
-        image_input = next((i for i in self.session.get_inputs() if i.name == INPUT_NAME), self.session.get_inputs()[0])
+        image_input = self.session.get_inputs()[0]  # the one input, whatever the exporter named it
         self.input_name = image_input.name
         self.input_dtype = np.float16 if image_input.type == "tensor(float16)" else np.float32
         static = image_input.shape[0]
