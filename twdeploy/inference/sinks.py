@@ -109,7 +109,7 @@ class _VideoSink:
         self.stream = self.container.add_stream("mpeg4", rate=rate)
         self.stream.height, self.stream.width = self.size
         self.stream.pix_fmt = "yuv420p"
-        self.stream.bit_rate = 8 * self.size[0] * self.size[1] * max(1, round(fps))  # ~1 byte/pixel/s
+        self.stream.bit_rate = max(500_000, self.size[0] * self.size[1] * max(1, round(fps)) // 2)  # 0.5 bit/px/frame
         self.stream.codec_context.gop_size = max(1, round(fps))  # a keyframe, so a fragment, every second
 
     def write(self, image: np.ndarray) -> None:
