@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from tests.model.nets import Chain
 from twdeploy.cli.app import app
 from twdeploy.errors import TwdeployError
-from twdeploy.model.card_files import read_onnx_card as read_card
+from twdeploy.model.card_files import read_onnx_card
 from twdeploy.model.io import load_model
 from twdeploy.model.registry import (
     TFLITE_NORMALIZATION,
@@ -93,7 +93,7 @@ def test_custom_backbone_round_trips_through_checkpoint_export_and_segment(custo
     runner = CliRunner()
     result = runner.invoke(app, ["export", str(run)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    assert read_card(run / "export" / "model.onnx") == card
+    assert read_onnx_card(run / "export" / "model.onnx") == card
     assert json.loads((run / "export" / "export_report.json").read_text())["passed"]
 
     images = tmp_path / "images"
