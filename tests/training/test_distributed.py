@@ -183,3 +183,13 @@ def test_sigterm_to_one_rank_stops_all_then_resumes_on_one_and_two(tmp_path: Pat
     for name, value in before.items():
         assert torch.equal(after[name], value), name
     assert np.isfinite([r["loss"] for r in _records(run, "train")]).all()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", [["--model", "unet"], ["--stage", "classify", "--tie", "separate"]])
+def test_steps_whose_forward_leaves_parameters_unused(tmp_path: Path, kind: list[str]) -> None:
+    """A U-Net skips its classifier head, a classify stage the decoder aliases: DDP still steps."""
+    settings = {**SETTINGS, "arch": "vgg_mini", "steps": 2, "eval_every": 2}
+    del settings["tie"]
+    _torchrun(2, [*_cli_args(**settings), *kind, "--batch-size", "4", "--out", str(tmp_path), "--name", "run"])
+    assert _last(tmp_path / "run")["training"]["step"] == 2
