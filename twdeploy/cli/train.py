@@ -31,7 +31,7 @@ Examples:
   twdeploy train --w-cls 0 --name pixels-only      # baseline without the tag loss
   twdeploy train --model unet --name unet          # the paper's U-Net baseline on the same encoder
   twdeploy train --resume runs/NAME                # continue a stopped run
-  twdeploy train --gpus 4 --batch-size 16          # data-parallel, global batch 64 (or: torchrun -m twdeploy train)
+  twdeploy train --gpus 4 --batch-size 16          # 4 GPUs (torchrun), global batch 64
 """
 
 console = Console()

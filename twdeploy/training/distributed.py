@@ -190,11 +190,13 @@ def launch_on_gpus(gpus: int, argv: Sequence[str]) -> int:
     if "WORLD_SIZE" in os.environ:
         raise TwdeployError("--gpus: this process already runs under torchrun; drop --gpus")
     visible = torch.cuda.device_count()
-    if not 1 <= gpus <= visible:
+    if not visible:
         raise TwdeployError(
-            f"--gpus {gpus}: {visible} CUDA devices visible; pass at most {visible}, or on CPU run "
-            "torchrun --nproc-per-node N -m twdeploy train --device cpu ..."
+            f"--gpus {gpus}: no CUDA device is visible; on CPU run torchrun --nproc-per-node N -m twdeploy train "
+            "--device cpu ..."
         )
+    if not 1 <= gpus <= visible:
+        raise TwdeployError(f"--gpus {gpus}: {visible} CUDA devices are visible; pass 1 to {visible}")
     try:
         run(["--standalone", f"--nproc-per-node={gpus}", "-m", "twdeploy", *without_gpus_option(argv)])
     except ChildFailedError as exc:  # each process has printed its own error or stop line

@@ -149,9 +149,8 @@ class Trainer:
         self.aliases = decoder_aliases(self.model, cfg.tie) if cfg.model == "heatmap" else {}
         params = [*self.model.parameters(), *self.aliases.values()]
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.forward = self.ranks.wrap(
-            self._training_forward, self.model, list(self.aliases.values()), unused=cfg.stage == "classify"
-        )
+        unused = cfg.stage == "classify" or cfg.model != "heatmap"  # no decoder; a U-Net skips parts of its encoder
+        self.forward = self.ranks.wrap(self._training_forward, self.model, list(self.aliases.values()), unused)
         self.stop_agreed = False
         self.total_steps = cfg.total_steps(len(self.data.train))
         self.scheduler = build_scheduler(self.optimizer, self.total_steps) if cfg.cosine else None
