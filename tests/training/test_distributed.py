@@ -79,8 +79,10 @@ def test_two_processes_equal_one_with_the_same_global_batch(runs: tuple[Path, Pa
     assert json.loads((two / "config.json").read_text())["world_size"] == 2
     for a, b in zip(_records(one, "train"), _records(two, "train"), strict=True):
         assert b["global_batch"] == 8 and b["processes"] == 2
+        # step 1 is the same weights on the same images; after it, Adam amplifies summation-order noise
+        rel = 1e-5 if a["step"] == 1 else 1e-3
         for key in ("loss", "cls", "seg"):
-            assert b[key] == pytest.approx(a[key], rel=2e-4), (a["step"], key)
+            assert b[key] == pytest.approx(a[key], rel=rel), (a["step"], key)
     # Adam turns float noise in near-zero gradient components into steps of up to lr: bound by 2 x the lr sum
     atol = 2 * sum(r["lr"] for r in _records(one, "train")) + 2 * SETTINGS_LR
     w1, w2 = _last(one)["model"], _last(two)["model"]
