@@ -9,6 +9,7 @@ import torch
 
 from twdeploy.errors import TwdeployError
 from twdeploy.model.card import ModelCard
+from twdeploy.model.folding import fold_batchnorm
 from twdeploy.model.io import load_model, save_checkpoint
 
 
@@ -19,11 +20,13 @@ def card() -> ModelCard:
 def test_checkpoint_round_trip_through_run_folder(tmp_path: Path) -> None:
     model = card().build().eval()
     save_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt", model, card(), training={"step": 3})
-    loaded, loaded_card = load_model(tmp_path / "run")
+    loaded, loaded_card = load_model(tmp_path / "run", fold_bn=False)
+    folded, _ = load_model(tmp_path / "run")
     assert loaded_card == card()
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x)[1], model(x)[1])
+        torch.testing.assert_close(folded(x)[1], fold_batchnorm(model)(x)[1])
     assert not list((tmp_path / "run" / "checkpoints").glob(".*"))
 
 
