@@ -94,6 +94,12 @@ def main(
         int, typer.Option(help="Steps of the recipe's classify stage (--steps counts the segment stage).")
     ] = _DEFAULTS.classify_steps,
     clip_grad: Annotated[float | None, typer.Option(help="Clip the global gradient norm to this.")] = None,
+    bn_stats: Annotated[
+        str, typer.Option(help="Batch norms train on: batch or running statistics; auto = running from pretrained.")
+    ] = _DEFAULTS.bn_stats,
+    bn_rule: Annotated[
+        str, typer.Option(help="Decoder's batch-norm rule: separate (reference) or canonical (merged into the conv).")
+    ] = _DEFAULTS.bn_rule,
     eval_every: Annotated[int, typer.Option(help="Evaluate and checkpoint every N steps.")] = _DEFAULTS.eval_every,
     save_every: Annotated[
         int, typer.Option(help="Also save checkpoints/last.pt every N steps between evaluations (0 = off).")
@@ -146,6 +152,8 @@ def main(
             recipe=recipe,
             classify_steps=classify_steps,
             clip_grad=clip_grad,
+            bn_stats=bn_stats,
+            bn_rule=bn_rule,
             eval_every=eval_every,
             save_every=save_every,
             log_every=log_every,

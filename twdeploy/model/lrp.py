@@ -36,16 +36,23 @@ SUPPORTED = (
 )
 
 
+BN_RULES = ("separate", "canonical")
+
+
 @dataclass(frozen=True)
 class DecoderContext:
     """Settings of one decoder pass.
 
     ``eps`` is the stabiliser; ``weights`` optionally replaces the tied weight of a layer
     (keyed by the encoder module), e.g. by an alias parameter sharing its storage.
+    ``bn_rule`` ``separate`` stabilises a batch norm as its own layer (the reference);
+    ``canonical`` merges it into the conv before it, as :func:`~twdeploy.model.folding.fold_batchnorm`
+    does, but with the statistics the forward used and differentiably (method.md 1.3).
     """
 
     eps: float = 1e-6
     weights: Mapping[nn.Module, Tensor] = field(default_factory=dict)
+    bn_rule: str = "separate"
 
     def weight(self, module: nn.Module) -> Tensor:
         """The weight the decoder uses for ``module``'s transposed map."""
@@ -197,6 +204,37 @@ def chain_relevance(
     modules: Sequence[nn.Module], saved: list[Any], r: rules.Relevance, ctx: DecoderContext
 ) -> rules.Relevance:
     """Push relevance back through modules run by :func:`chain_forward`."""
-    for m, s in zip(reversed(modules), reversed(saved), strict=True):
-        r = lrp_relevance(m, s, r, ctx)
+    if len(modules) != len(saved):
+        raise ValueError(f"{len(modules)} modules but {len(saved)} saved activations")
+    i = len(modules) - 1
+    while i >= 0:
+        if ctx.bn_rule == "canonical" and i > 0 and _conv_then_bn(modules[i - 1], modules[i]):
+            r = _conv_bn_relevance(modules[i - 1], modules[i], saved[i - 1], saved[i], r, ctx)
+            i -= 2
+        else:
+            r = lrp_relevance(modules[i], saved[i], r, ctx)
+            i -= 1
     return r
+
+
+def _conv_then_bn(first: nn.Module, second: nn.Module) -> bool:
+    return isinstance(first, nn.Conv2d) and isinstance(second, nn.BatchNorm2d)
+
+
+def _conv_bn_relevance(
+    conv: nn.Conv2d, bn: nn.BatchNorm2d, saved_conv: Any, saved_bn: Any, r: rules.Relevance, ctx: DecoderContext
+) -> rules.Relevance:
+    """The conv rule on conv + batch norm as one affine map: weight ``s * W``, pre-activation ``y``.
+
+    ``s`` uses the forward's statistics, held fixed (its ``gamma`` trains); the merged bias is
+    detached inside ``z`` like every bias (method.md 1.3).
+    """
+    a, _ = saved_conv
+    x, y = saved_bn
+    scale = _bn_scale(bn, x.detach())
+    sx = x * scale.view(1, -1, 1, 1)
+    z = sx + (y - sx).detach()
+    weight = ctx.weight(conv) * rules.cast(scale, ctx.weight(conv).dtype).view(-1, 1, 1, 1)
+    return rules.conv2d(
+        a, z, r, weight, _pair(conv.stride), _pair(conv.padding), _pair(conv.dilation), conv.groups, ctx.eps
+    )

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from twdeploy.model.backbones import ChainNet
-from twdeploy.model.lrp import DecoderContext, check_supported
+from twdeploy.model.lrp import BN_RULES, DecoderContext, check_supported
 from twdeploy.model.registry import build_backbone
 
 
@@ -85,8 +85,12 @@ class Segmenter(nn.Module):
         topk: int | None = None,
         class_chunk: int | None = None,
         max_memory: int = DEFAULT_MAX_MEMORY,
+        bn_rule: str = "separate",
     ) -> None:
         super().__init__()
+        if bn_rule not in BN_RULES:
+            raise ValueError(f"bn_rule must be one of {BN_RULES}, got {bn_rule!r}")
+        self.bn_rule = bn_rule
         self.encoder = build_backbone(arch, num_classes, in_channels) if isinstance(arch, str) else arch
         check_supported(self.encoder)
         self.arch = arch if isinstance(arch, str) else type(arch).__name__
@@ -126,7 +130,7 @@ class Segmenter(nn.Module):
 
     def decode(self, saved: Any, r_top: Tensor, weights: Mapping[nn.Module, Tensor] | None = None) -> Tensor:
         """Heatmaps ``(N, K', H, W)``: input relevance summed over channels, chunked over K'."""
-        ctx = DecoderContext(self.eps, weights or {})
+        ctx = DecoderContext(self.eps, weights or {}, self.bn_rule)
         count = int(r_top.shape[1])
         chunk = self.class_chunk or chunk_for_budget(saved, count, self.max_memory)
         parts = [

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from twdeploy.errors import TwdeployError
 from twdeploy.model.card import MODEL_KINDS
+from twdeploy.model.lrp import BN_RULES
 from twdeploy.model.registry import backbone_names
 
 Tie = Literal["separate", "summed"]
@@ -18,6 +19,7 @@ DEVICES = ("auto", "cpu", "cuda")
 BOUNDARIES = ("ignore", "background")
 STAGES = ("classify", "segment")
 RECIPES = ("paper",)
+BN_STATS = ("auto", "batch", "running")
 DEFAULT_STEPS = 1000
 
 
@@ -43,6 +45,11 @@ class TrainConfig:
     ``segment`` trains tags + heatmaps. ``recipe`` ``paper`` runs a classify stage of
     ``classify_steps`` steps, then the segment stage (``steps``) from its weights (docs/training.md).
     ``clip_grad`` caps the global gradient norm (None: no clipping).
+    ``bn_stats`` ``running`` keeps every batch norm on its running statistics while training
+    (frozen statistics, trained affine: the usual way to fine-tune a pretrained net); ``batch``
+    normalises with each batch's; ``auto`` is ``running`` when the weights come from elsewhere
+    (``weights``, ``init``, or the recipe's classify stage), else ``batch``. ``bn_rule`` is the
+    decoder's batch-norm rule (model/lrp.py: ``separate``, the reference's, or ``canonical``).
     ``batch_size`` is per process; ``world_size`` is the process count the run was started with
     (torchrun), so the global batch ``batch_size * world_size`` stays the same on resume.
     """
@@ -74,6 +81,8 @@ class TrainConfig:
     recipe: str | None = None
     classify_steps: int = 500
     clip_grad: float | None = None
+    bn_stats: str = "auto"
+    bn_rule: str = "separate"
     eval_every: int = 250
     save_every: int = 0
     log_every: int = 25
@@ -98,6 +107,8 @@ class TrainConfig:
             "boundary": (self.boundary in BOUNDARIES, f"one of {', '.join(BOUNDARIES)}"),
             "stage": (self.stage in STAGES, f"one of {', '.join(STAGES)}"),
             "recipe": (self.recipe is None or self.recipe in RECIPES, f"one of {', '.join(RECIPES)}"),
+            "bn_stats": (self.bn_stats in BN_STATS, f"one of {', '.join(BN_STATS)}"),
+            "bn_rule": (self.bn_rule in BN_RULES, f"one of {', '.join(BN_RULES)}"),
             "classify_steps": (self.classify_steps >= 1, "at least 1"),
             "clip_grad": (self.clip_grad is None or self.clip_grad > 0, "positive"),
             "normalization": (self.normalization in ("unit", "meanstd"), "unit or meanstd"),
@@ -133,6 +144,13 @@ class TrainConfig:
     def tag_weight(self) -> float:
         """The tag loss's weight: ``w_cls``, or 0 for the plain U-Net (trained on pixel masks only)."""
         return 0.0 if self.model == "unet" else self.w_cls
+
+    def frozen_bn(self) -> bool:
+        """Whether batch norms keep their running statistics during training (``bn_stats``)."""
+        if self.bn_stats != "auto":
+            return self.bn_stats == "running"
+        recipe_segment = self.recipe is not None and self.stage == "segment"
+        return self.weights is not None or self.init is not None or recipe_segment
 
     def resolved_heatmap_scale(self) -> float:
         """The pixel loss's heatmap factor: ``heatmap_scale``, or H*W when unset; 1 for U-Net score maps."""

@@ -145,7 +145,9 @@ class Trainer:
         self.model = self.card.build(cfg.class_chunk)
         if start_from is not None:  # the weights of an earlier stage (same card)
             self.model.load_state_dict(read_checkpoint(start_from)["model"])
-        self.model.to(self.device).train()
+        self.model.to(self.device)
+        self.model.bn_rule = cfg.bn_rule
+        self.train_mode()
         self.aliases = decoder_aliases(self.model, cfg.tie) if cfg.model == "heatmap" else {}
         params = [*self.model.parameters(), *self.aliases.values()]
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -157,6 +159,14 @@ class Trainer:
         self.step, self.best_miou = 0, -math.inf
         self.log = RunLog(run_dir)
         self.val_loader = eval_loader(self.ranks.shard(self.data.val), cfg.batch_size, cfg.workers)
+
+    def train_mode(self) -> None:
+        """Training mode; with frozen batch norms (``cfg.frozen_bn()``) those stay in eval mode."""
+        self.model.train()
+        if self.cfg.frozen_bn():
+            for m in self.model.modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    m.eval()
 
     # -- state ------------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -261,6 +271,7 @@ class Trainer:
         """Validation metrics; updates best.pt and last.pt."""
         sum_counts = (lambda c: self.ranks.sum_counts(c, self.device)) if self.ranks.enabled else None
         result = evaluate(self.model, self.val_loader, self.data.class_names, self.device, self.cfg.amp, sum_counts)
+        self.train_mode()
         record = {"kind": "eval", "stage": self.cfg.stage, "step": self.step, **result.summary(), "iou": result.iou}
         if result.miou > self.best_miou:
             self.best_miou = result.miou
