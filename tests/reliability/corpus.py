@@ -18,6 +18,16 @@ from tests.inference.tiny_model import write_clip
 GOOD_IMAGES = {"good_a": (40, 56), "good_b": (33, 47), "deep/good_c": (64, 64)}
 
 
+def video_frames(path: Path) -> int:
+    """Frames OpenCV can decode from a video file (0 for an unplayable one)."""
+    cap = cv2.VideoCapture(str(path))
+    count = 0
+    while cap.read()[0]:
+        count += 1
+    cap.release()
+    return count
+
+
 def _png(h: int, w: int, seed: int = 0) -> bytes:
     return cv2.imencode(".png", np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8))[1].tobytes()
 

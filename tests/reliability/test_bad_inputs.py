@@ -12,7 +12,7 @@ import pytest
 
 from tests.inference.tiny_model import write_clip
 from tests.reliability.conftest import Ledger, Outcome
-from tests.reliability.corpus import bad_images, bad_models, bad_videos, odd_images, write_corpus_folder
+from tests.reliability.corpus import bad_images, bad_models, bad_videos, odd_images, video_frames, write_corpus_folder
 
 
 def _one_clean_line(outcome: Outcome, *names: str) -> None:
@@ -27,14 +27,6 @@ def _decodes(path: Path) -> bool:
     return cv2.imread(str(path), cv2.IMREAD_UNCHANGED) is not None
 
 
-def _video_frames(path: Path) -> int:
-    cap = cv2.VideoCapture(str(path))
-    count = 0
-    while cap.read()[0]:
-        count += 1
-    cap.release()
-    return count
-
 
 def test_folder_of_good_odd_and_bad_files(cli, ledger: Ledger, tiny_model, tmp_path: Path) -> None:
     good, skipped = write_corpus_folder(tmp_path / "in")
@@ -44,7 +36,7 @@ def test_folder_of_good_odd_and_bad_files(cli, ledger: Ledger, tiny_model, tmp_p
     assert result.code == 0 and not result.traceback, result.err
     for name in good:
         assert _decodes(out / "masks" / f"{name}.png"), name
-    assert _video_frames(out / "videos" / "videos" / "good.mp4") == 4
+    assert video_frames(out / "videos" / "videos" / "good.mp4") == 4
     records = [json.loads(line) for line in (out / "skipped.jsonl").read_text().splitlines()]
     assert sorted(Path(r["source"]).stem for r in records) == sorted(skipped)
     text = " ".join(result.out.split())
@@ -60,7 +52,7 @@ def test_folder_of_one_good_and_four_bad_videos(cli, ledger: Ledger, tiny_model,
     result = cli("segment", tiny_model[1], folder, "--out", tmp_path / "out")
     ledger.record("segment: 1 good and 4 bad videos", result)
     assert result.code == 0 and not result.traceback, result.err
-    assert _video_frames(tmp_path / "out" / "videos" / "fine.mp4") == 5
+    assert video_frames(tmp_path / "out" / "videos" / "fine.mp4") == 5
     assert "skipped: 4" in result.out
 
 

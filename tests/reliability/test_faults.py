@@ -19,6 +19,7 @@ import torch
 
 from tests.inference.tiny_model import write_clip
 from tests.reliability.conftest import Ledger, Outcome, spawn
+from tests.reliability.corpus import video_frames
 
 TRAIN = ["train", "--data", "synthetic:16", "--arch", "vgg_mini", "--image-size", "64", "--batch-size", "2"]
 STEPS = 12
@@ -118,14 +119,6 @@ def _masks_decode(out: Path) -> bool:
     return bool(masks) and all(cv2.imread(str(m), cv2.IMREAD_UNCHANGED) is not None for m in masks)
 
 
-def _frames(path: Path) -> int:
-    cap = cv2.VideoCapture(str(path))
-    count = 0
-    while cap.read()[0]:
-        count += 1
-    cap.release()
-    return count
-
 
 def test_sigkill_mid_video_leaves_a_playable_partial_video(ledger: Ledger, tiny_model, tmp_path: Path) -> None:
     proc, out = _start_segment(tmp_path, tiny_model[1])
@@ -133,7 +126,7 @@ def test_sigkill_mid_video_leaves_a_playable_partial_video(ledger: Ledger, tiny_
     proc.kill()
     proc.wait(timeout=30)
     done = len(_lines(out / "results.jsonl"))
-    playable = _frames(out / "videos" / "clip.partial.mp4")
+    playable = video_frames(out / "videos" / "clip.partial.mp4")
     lost = playable < 30 or not _masks_decode(out)  # every finished second (10 frames at 10 fps) plays
     ledger.record("kill: SIGKILL mid-video", None, lost)
     assert not lost, (playable, done)
@@ -146,7 +139,7 @@ def test_sigterm_mid_video_closes_the_video(ledger: Ledger, tiny_model, tmp_path
     stdout, err = proc.communicate(timeout=60)
     outcome = Outcome(proc.returncode, stdout, err)
     done = len(_lines(out / "results.jsonl"))
-    lost = _frames(out / "videos" / "clip.mp4") != done or not _masks_decode(out)
+    lost = video_frames(out / "videos" / "clip.mp4") != done or not _masks_decode(out)
     ledger.record("kill: SIGTERM mid-video", outcome, lost)
     assert proc.returncode == 143 and not outcome.traceback, err
     assert "interrupted (SIGTERM)" in err and "Written:" in stdout

@@ -61,17 +61,20 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return path
 
 
+def load_torch_file(file: Path, what: str, fix: str) -> Any:
+    """``torch.load`` with weights only, on the CPU; a one-line error naming ``file`` and ``fix``."""
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many kinds for a corrupt or foreign file
+        raise TwdeployError(f"{file}: not a readable {what} ({type(exc).__name__}); {fix}") from None
+
+
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load and validate a checkpoint's payload (tensors on the CPU)."""
     file = resolve_checkpoint(path)
     if file.is_file() and file.stat().st_size == 0:
         raise TwdeployError(f"{file}: file is empty (an interrupted copy?); copy it again or retrain")
-    try:
-        payload = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many kinds for a corrupt or foreign file
-        raise TwdeployError(
-            f"{file}: not a readable checkpoint ({type(exc).__name__}); re-export or retrain"
-        ) from None
+    payload = load_torch_file(file, "checkpoint", "re-export or retrain")
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise TwdeployError(
             f"{file}: not a twdeploy checkpoint; pass a run folder or a .pt written by twdeploy train"

@@ -13,11 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from torch import Tensor, nn
 
 from twdeploy.errors import TwdeployError
-from twdeploy.model.io import CHECKPOINT_FORMAT, checkpoint_card, read_checkpoint, resolve_checkpoint
+from twdeploy.model.io import CHECKPOINT_FORMAT, checkpoint_card, load_torch_file, read_checkpoint, resolve_checkpoint
 from twdeploy.model.registry import get_backbone
 from twdeploy.model.segmenter import Segmenter
 from twdeploy.model.unet import UNet
@@ -70,12 +69,7 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
         return _encoder_state(read_checkpoint(file)["model"])
     if not file.is_file():
         raise TwdeployError(f"{file}: no such weight file; check the path")
-    try:
-        payload = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many kinds for a corrupt or foreign file
-        raise TwdeployError(
-            f"{file}: not a readable torch state dict ({type(exc).__name__}); download it again"
-        ) from None
+    payload = load_torch_file(file, "torch state dict", "download it again")
     if isinstance(payload, dict) and payload.get("format") == CHECKPOINT_FORMAT:
         return _encoder_state(payload["model"])
     if isinstance(payload, dict) and isinstance(payload.get("state_dict"), dict):

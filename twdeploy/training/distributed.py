@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
@@ -27,7 +26,7 @@ from torch.distributed.run import main as run
 from torch.utils.data import Dataset, Subset
 
 from twdeploy.errors import TwdeployError
-from twdeploy.signals import STOP_SIGNALS
+from twdeploy.signals import handling_stops
 from twdeploy.training.device import resolve_device
 
 T = TypeVar("T")
@@ -130,12 +129,8 @@ class Ranks:
         def note(signum: int, _frame: FrameType | None) -> None:
             self.stop_signal = signum
 
-        previous = {s: signal.signal(s, note) for s in STOP_SIGNALS}
-        try:
+        with handling_stops(note):
             yield
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
 
     def wrap(
         self, forward: Callable[[torch.Tensor], Any], model: nn.Module, extra: Sequence[nn.Parameter], unused: bool
