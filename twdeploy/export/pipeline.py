@@ -34,9 +34,8 @@ from twdeploy.export.report import Artifact, ExportReport, lint_dicts
 from twdeploy.export.triton import TritonOptions, write_repository
 from twdeploy.export.verify import Reference, Verification, measure, verify_against
 from twdeploy.model.card import ModelCard, SegmentationModel
-from twdeploy.model.folding import fold_batchnorm
+from twdeploy.model.folding import for_inference
 from twdeploy.model.io import load_model, resolve_checkpoint
-from twdeploy.model.segmenter import Segmenter
 from twdeploy.paths import output_dir
 from twdeploy.runtime import open_backend
 from twdeploy.runtime.torch_backend import TorchBackend
@@ -91,7 +90,7 @@ def select(
     except ValueError as exc:
         raise TwdeployError(f"class selection: {exc}") from None
     selected.load_state_dict(model.state_dict())
-    return (fold_batchnorm(selected) if isinstance(selected, Segmenter) else selected.eval()), card
+    return for_inference(selected), card
 
 
 def _write_onnx(

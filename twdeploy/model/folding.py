@@ -52,3 +52,9 @@ def fold_batchnorm(model: Segmenter) -> Segmenter:
         _replace(folded.encoder, conv, fuse_conv_bn_eval(conv, bn))
         _replace(folded.encoder, bn, nn.Identity())
     return folded
+
+
+def for_inference(model: nn.Module) -> nn.Module:
+    """``model`` ready for inference: a segmenter as :func:`fold_batchnorm`'s copy, other kinds in eval mode."""
+    return fold_batchnorm(model) if isinstance(model, Segmenter) else model.eval()
+

@@ -16,9 +16,8 @@ import torch
 from twdeploy import atomic
 from twdeploy.errors import TwdeployError
 from twdeploy.model.card import ModelCard, SegmentationModel
-from twdeploy.model.folding import fold_batchnorm
+from twdeploy.model.folding import for_inference
 from twdeploy.model.registry import backbone_names
-from twdeploy.model.segmenter import Segmenter
 
 CHECKPOINT_FORMAT = "twdeploy-checkpoint/1"
 CHECKPOINT_NAMES = ("best.pt", "last.pt")
@@ -115,7 +114,7 @@ def load_model(
 ) -> tuple[SegmentationModel, ModelCard]:
     """Rebuild the model (its card's kind) of a checkpoint or run folder, in eval mode.
 
-    ``fold_bn`` merges a segmenter's batch norms into their convs (canonical LRP, :func:`fold_batchnorm`).
+    ``fold_bn`` merges a segmenter's batch norms into their convs (canonical LRP, ``fold_batchnorm``).
     """
     file = resolve_checkpoint(path)
     payload = read_checkpoint(file)
@@ -133,4 +132,4 @@ def load_model(
             f"{file}: the card says {card.arch} with {card.num_classes} classes but the file holds {held}; "
             "the checkpoint was edited or mixed up: use the original or retrain"
         ) from None
-    return (fold_batchnorm(model) if fold_bn and isinstance(model, Segmenter) else model.eval()), card
+    return (for_inference(model) if fold_bn else model.eval()), card

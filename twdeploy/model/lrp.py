@@ -234,7 +234,8 @@ def _conv_bn_relevance(
     scale = _bn_scale(bn, x.detach())
     sx = x * scale.view(1, -1, 1, 1)
     z = sx + (y - sx).detach()
-    weight = ctx.weight(conv) * rules.cast(scale, ctx.weight(conv).dtype).view(-1, 1, 1, 1)
+    tied = ctx.weight(conv)
+    weight = tied * rules.cast(scale, tied.dtype).view(-1, 1, 1, 1)
     return rules.conv2d(
         a, z, r, weight, _pair(conv.stride), _pair(conv.padding), _pair(conv.dilation), conv.groups, ctx.eps
     )

@@ -29,6 +29,7 @@ from twdeploy import atomic
 from twdeploy.errors import TwdeployError
 from twdeploy.model.card import ModelCard
 from twdeploy.model.io import read_checkpoint, save_checkpoint
+from twdeploy.model.segmenter import Segmenter
 from twdeploy.paths import output_dir
 from twdeploy.signals import Interrupted, deferred_signals, stop_on_signals
 from twdeploy.training.chunking import decode_chunked
@@ -146,7 +147,8 @@ class Trainer:
         if start_from is not None:  # the weights of an earlier stage (same card)
             self.model.load_state_dict(read_checkpoint(start_from)["model"])
         self.model.to(self.device)
-        self.model.bn_rule = cfg.bn_rule
+        if isinstance(self.model, Segmenter):
+            self.model.bn_rule = cfg.bn_rule
         self.train_mode()
         self.aliases = decoder_aliases(self.model, cfg.tie) if cfg.model == "heatmap" else {}
         params = [*self.model.parameters(), *self.aliases.values()]
