@@ -17,6 +17,15 @@ from torch.utils.checkpoint import checkpoint
 from twdeploy.model.segmenter import Segmenter
 
 
+def detached(saved: Any) -> Any:
+    """The saved activations (tensors in nested lists and tuples) cut from the graph."""
+    if isinstance(saved, Tensor):
+        return saved.detach()
+    if isinstance(saved, list | tuple):
+        return type(saved)(detached(s) for s in saved)
+    return saved
+
+
 def decode_chunked(
     model: Segmenter,
     saved: Any,

@@ -20,6 +20,7 @@ BOUNDARIES = ("ignore", "background")
 STAGES = ("classify", "segment")
 RECIPES = ("paper",)
 BN_STATS = ("auto", "batch", "running")
+HEATMAP_GRADS = ("tied", "full")
 DEFAULT_STEPS = 1000
 
 
@@ -45,6 +46,10 @@ class TrainConfig:
     ``segment`` trains tags + heatmaps. ``recipe`` ``paper`` runs a classify stage of
     ``classify_steps`` steps, then the segment stage (``steps``) from its weights (docs/training.md).
     ``clip_grad`` caps the global gradient norm (None: no clipping).
+    ``heatmap_grad`` is the path the pixel loss's gradient takes (docs/training.md): ``tied``, through
+    the tied decoder weights only, with the class-independent factors ``a / stab(z)`` and the top
+    relevance held fixed (for ReLU nets the exact gradient of the eps -> 0 heatmap, free of the
+    ``eps / z**2`` spikes of the stabiliser); ``full``, also through the saved activations (the reference).
     ``bn_stats`` ``running`` keeps every batch norm on its running statistics while training
     (frozen statistics, trained affine: the usual way to fine-tune a pretrained net); ``batch``
     normalises with each batch's; ``auto`` is ``running`` when the weights come from elsewhere
@@ -81,6 +86,7 @@ class TrainConfig:
     recipe: str | None = None
     classify_steps: int = 500
     clip_grad: float | None = None
+    heatmap_grad: str = "tied"
     bn_stats: str = "auto"
     bn_rule: str = "separate"
     eval_every: int = 250
@@ -109,6 +115,7 @@ class TrainConfig:
             "recipe": (self.recipe is None or self.recipe in RECIPES, f"one of {', '.join(RECIPES)}"),
             "bn_stats": (self.bn_stats in BN_STATS, f"one of {', '.join(BN_STATS)}"),
             "bn_rule": (self.bn_rule in BN_RULES, f"one of {', '.join(BN_RULES)}"),
+            "heatmap_grad": (self.heatmap_grad in HEATMAP_GRADS, f"one of {', '.join(HEATMAP_GRADS)}"),
             "classify_steps": (self.classify_steps >= 1, "at least 1"),
             "clip_grad": (self.clip_grad is None or self.clip_grad > 0, "positive"),
             "normalization": (self.normalization in ("unit", "meanstd"), "unit or meanstd"),
