@@ -2,7 +2,7 @@
 
 ::
 
-    model = twdeploy.load("runs/demo/export/model.onnx")     # run folder, .pt, .onnx or .engine
+    model = twdeploy.load("runs/demo/export/model.onnx")     # run folder, .pt, .onnx, .engine or triton:// URL
     for result in model.predict("photos/", stream=True):    # SegmentResult per image
         print(result.path, result.mask.shape, result.tags())
 """
@@ -22,6 +22,7 @@ from twdeploy.inference.results import SegmentResult
 from twdeploy.inference.sources import Skipped, Source, open_source
 from twdeploy.model.card import ModelCard
 from twdeploy.runtime import Backend, open_backend
+from twdeploy.runtime.base import is_triton_url
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ class Model:
     """A loaded model on one backend, with the CLI's commands as methods."""
 
     def __init__(self, path: str | Path, backend: str = "auto", device: str = "auto", half: bool = False) -> None:
-        self.path = Path(path)
+        self.path: str | Path = path if is_triton_url(path) else Path(path)
         self.runtime: Backend = open_backend(self.path, backend, device, half)
 
     @property
@@ -130,7 +131,10 @@ class Model:
 
 
 def load(path: str | Path, backend: str = "auto", device: str = "auto", half: bool = False) -> Model:
-    """Load a run folder, ``.pt`` checkpoint, ``.onnx`` file or TensorRT ``.engine``."""
+    """Load a run folder, ``.pt`` checkpoint, ``.onnx`` file, TensorRT ``.engine`` or served model.
+
+    A served model is a Triton URL: ``triton://HOST[:PORT]/NAME`` (HTTP) or ``triton+grpc://HOST[:PORT]/NAME``.
+    """
     return Model(path, backend, device, half)
 
 

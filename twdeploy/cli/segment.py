@@ -35,6 +35,8 @@ EXAMPLES = """Examples:
 
   twdeploy segment model.engine 0 --show                      # TensorRT on webcam 0
 
+  twdeploy segment triton://localhost:8000/demo photos/       # a model served by Triton (HTTP)
+
   twdeploy segment model.onnx "data/**/*.jpg" --batch 8 --save mask,heatmaps --classes disc,ring
 """
 
@@ -82,11 +84,19 @@ def parse_classes(text: str | None, card: ModelCard) -> frozenset[int] | None:
 
 
 def main(
-    model: Annotated[str, typer.Argument(help="Run folder, .pt checkpoint, .onnx file or TensorRT .engine.")],
+    model: Annotated[
+        str,
+        typer.Argument(
+            help="Run folder, .pt checkpoint, .onnx file, TensorRT .engine, or a model on a Triton server: "
+            "triton://HOST[:PORT]/NAME (HTTP, port 8000) or triton+grpc://HOST[:PORT]/NAME (gRPC, port 8001)."
+        ),
+    ],
     source: Annotated[
         str, typer.Argument(help="Image, folder, glob, video, webcam index (0), rtsp/http URL, or a .txt list.")
     ],
-    backend: Annotated[str, typer.Option(help="auto (from the model file), torch, onnxruntime or tensorrt.")] = "auto",
+    backend: Annotated[
+        str, typer.Option(help="auto (from the model file or URL), torch, onnxruntime, tensorrt or triton.")
+    ] = "auto",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     half: Annotated[bool, typer.Option("--half", help="float16 autocast (torch backend on CUDA).")] = False,
     batch: Annotated[int, typer.Option(min=1, help="Images per inference batch.")] = 1,

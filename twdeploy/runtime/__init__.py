@@ -1,7 +1,8 @@
-"""Inference backends behind one interface: torch (run folders, checkpoints), ONNX Runtime, TensorRT.
+"""Inference backends behind one interface: torch (run folders, checkpoints), ONNX Runtime, TensorRT, Triton.
 
 ``open_backend(model, "auto")`` picks the backend from the file: a run folder or ``.pt`` ->
-torch, ``.onnx`` -> onnxruntime, ``.engine`` -> tensorrt.
+torch, ``.onnx`` -> onnxruntime, ``.engine`` -> tensorrt; a ``triton://HOST:PORT/NAME``
+(HTTP) or ``triton+grpc://HOST:PORT/NAME`` (gRPC) URL -> triton, a model on a Triton server.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ def open_backend(
         from twdeploy.runtime.torch_backend import TorchBackend
 
         return TorchBackend(model, device, half)
+    if kind == "triton":
+        from twdeploy.runtime.triton_backend import TritonBackend
+
+        return TritonBackend(str(model), device)
     if kind == "onnxruntime":
         from twdeploy.runtime.onnxruntime_backend import OnnxRuntimeBackend
 

@@ -14,7 +14,7 @@ from twdeploy.model.card import ModelCard
 Outputs = tuple[np.ndarray, np.ndarray, np.ndarray | None]
 """``logits (N, K)``, ``heatmaps (N, K', H, W)`` and ``class_ids (N, K')`` (None when K' = K, all classes)."""
 
-BACKEND_NAMES = ("torch", "onnxruntime", "tensorrt")
+BACKEND_NAMES = ("torch", "onnxruntime", "tensorrt", "triton")
 CHECKPOINT_SUFFIXES = frozenset({".pt", ".pth"})
 
 
@@ -35,8 +35,16 @@ class Backend(Protocol):
         ...
 
 
+def is_triton_url(model: str | Path) -> bool:
+    """``triton://...``, ``triton+grpc://...`` or another ``triton*://`` scheme (the triton backend checks it)."""
+    scheme, sep, _ = str(model).partition("://")
+    return isinstance(model, str) and bool(sep) and scheme.lower().startswith("triton")
+
+
 def detect_backend(model: str | Path) -> str:
-    """The backend that reads ``model``: run folder or .pt -> torch, .onnx -> onnxruntime, .engine -> tensorrt."""
+    """Backend for ``model``: run folder or .pt -> torch, .onnx -> onnxruntime, .engine -> tensorrt, URL -> triton."""
+    if is_triton_url(model):
+        return "triton"
     path = Path(model)
     if path.is_dir():
         return "torch"
@@ -51,12 +59,14 @@ def detect_backend(model: str | Path) -> str:
         raise TwdeployError(f"{path}: no such file or run folder; check the path")
     raise TwdeployError(
         f"{path}: cannot tell what kind of model this is from '{suffix or path.name}': "
-        "pass a run folder, a .pt checkpoint, an .onnx file or a TensorRT .engine"
+        "pass a run folder, a .pt checkpoint, an .onnx file, a TensorRT .engine or a triton://HOST:PORT/NAME URL"
     )
 
 
 def check_model_kind(model: str | Path, backend: str) -> Path:
     """``model`` as a Path; a one-line error when it does not exist or is the wrong kind for ``backend``."""
+    if is_triton_url(model):
+        raise TwdeployError(f"{model}: a Triton URL runs on the triton backend; use --backend triton (or auto)")
     path = Path(model)
     if not path.exists():
         raise TwdeployError(f"{path}: no such file or run folder; check the path")
