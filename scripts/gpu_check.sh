@@ -40,7 +40,7 @@ PY
 
 echo "== training under torchrun, 1 GPU (DDP, NCCL) =="
 python -m torch.distributed.run --standalone --nproc-per-node 1 -m twdeploy train --data synthetic:400 \
-  --arch resnet_mini --image-size 96 --batch-size 16 --steps 100 --eval-every 100 --val-images 32 --device cuda \
+  --arch resnet_mini --image-size 96 --batch 16 --steps 100 --eval-every 100 --val-images 32 --device cuda \
   --out "$OUT/runs" --name torchrun-1gpu
 grep -m1 '"kind": "eval"' "$OUT/runs/torchrun-1gpu/metrics.jsonl" | cut -c1-200
 

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from twdeploy.cli.options import deprecated_option, take_deprecated
 from twdeploy.runtime import detect_backend, open_backend
 from twdeploy.training.evaluate import EvalResult, evaluate_backend, evaluate_checkpoint
 
@@ -36,11 +37,12 @@ def main(
     ],
     data: Annotated[str, typer.Option(help="synthetic, synthetic:N, voc:PATH or folder:PATH.")] = "synthetic",
     split: Annotated[str, typer.Option(help="Dataset split: val (or test, train).")] = "val",
-    batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 16,
+    batch: Annotated[int, typer.Option(min=1, help="Images per batch.")] = 16,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     amp: Annotated[bool, typer.Option(help="bf16 autocast on CUDA (ignored on CPU).")] = True,
     class_chunk: Annotated[int | None, typer.Option(help="Decode this many classes at a time (bounds memory).")] = None,
     max_images: Annotated[int | None, typer.Option(help="Evaluate on the first N images only.")] = None,
+    batch_size: deprecated_option("--batch-size", "--batch", int) = None,
 ) -> None:
     """Evaluate a trained model.
 
@@ -50,12 +52,13 @@ def main(
       twdeploy eval runs/NAME/checkpoints/last.pt --data synthetic --split test
       twdeploy eval runs/NAME/export/model.onnx       # the exported model, as segment runs it
     """
+    batch = take_deprecated(batch_size, batch, "--batch-size", "--batch")
     if detect_backend(model) == "torch":
-        result = evaluate_checkpoint(model, data, split, batch_size, device, amp, class_chunk, max_images)
+        result = evaluate_checkpoint(model, data, split, batch, device, amp, class_chunk, max_images)
     else:
         backend = open_backend(model, "auto", device)
         try:
-            result = evaluate_backend(backend, data, split, batch_size, max_images)
+            result = evaluate_backend(backend, data, split, batch, max_images)
         finally:
             backend.close()
     console.print(render(result))

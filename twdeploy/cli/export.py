@@ -17,20 +17,23 @@ from twdeploy.export.report import table
 from twdeploy.export.triton import INSTANCE_KINDS, TritonOptions
 
 
-def _classes(text: str | None) -> tuple[int, ...] | None:
+def _classes(text: str | None) -> tuple[str, ...] | None:
+    """``disc,0,5`` -> the names / ids as given; the export resolves them against the model's classes."""
     if text is None:
         return None
-    try:
-        return tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise TwdeployError(f"--classes {text!r}: give comma-separated class ids, e.g. 0,1,5") from None
+    parts = tuple(part.strip() for part in text.split(",") if part.strip())
+    if not parts:
+        raise TwdeployError(f"--classes {text!r}: give class names or ids, e.g. background,disc or 0,1,5")
+    return parts
 
 
 def main(
     source: Annotated[Path | None, typer.Argument(help="Run folder or checkpoint (.pt).", show_default=False)] = None,
     out: Annotated[Path | None, typer.Option(help="Output folder (default: <run>/export).")] = None,
     topk: Annotated[int | None, typer.Option(help="Heatmaps for background + the top-k classes only.")] = None,
-    classes: Annotated[str | None, typer.Option(help="Heatmaps for these class ids only, e.g. 0,1,5.")] = None,
+    classes: Annotated[
+        str | None, typer.Option(help="Heatmaps for these classes only: names or ids, e.g. background,disc or 0,1,5.")
+    ] = None,
     batch: Annotated[str, typer.Option(help="Batch size B (profile 1,B,B) or min,opt,max.")] = "1",
     opset: Annotated[int, typer.Option(help="ONNX opset (TensorRT 10's parser takes 9-20).")] = DEFAULT_OPSET,
     half: Annotated[bool, typer.Option("--half", help="Also write a float16 model (divisions stay float32).")] = False,

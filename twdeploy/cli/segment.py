@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Annotated
 
@@ -22,10 +21,10 @@ from twdeploy.inference.sources import open_source
 from twdeploy.model.card import ModelCard
 from twdeploy.paths import output_dir
 from twdeploy.runtime import open_backend
+from twdeploy.runtime.device import DEVICE_PATTERN
 
 SKIPPED_FILE = "skipped.jsonl"
 SKIPS_SHOWN = 20
-DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 EXAMPLES = """Examples:
 
@@ -69,18 +68,10 @@ def parse_classes(text: str | None, card: ModelCard) -> frozenset[int] | None:
     """``disc,3`` -> class ids, by name or number; None draws every class."""
     if text is None:
         return None
-    ids = set()
-    for part in (p.strip() for p in text.split(",") if p.strip()):
-        if part.isdigit() and int(part) < card.num_classes:
-            ids.add(int(part))
-        elif part in card.class_names:
-            ids.add(card.class_names.index(part))
-        else:
-            raise TwdeployError(
-                f"--classes {part}: not a class of this model: use ids 0..{card.num_classes - 1} "
-                f"or names ({', '.join(card.class_names)})"
-            )
-    return frozenset(ids)
+    try:
+        return frozenset(card.class_ids(p for p in text.split(",") if p.strip()))
+    except ValueError as exc:
+        raise TwdeployError(f"--classes {exc}") from None
 
 
 def main(

@@ -51,7 +51,8 @@ class ExportOptions:
 
     out: Path | None = None
     topk: int | None = None
-    classes: tuple[int, ...] | None = None
+    classes: tuple[int | str, ...] | None = None
+    """Class ids or names (resolved against the model's card)."""
     batch: BatchProfile = field(default_factory=BatchProfile)
     opset: int = DEFAULT_OPSET
     half: bool = False
@@ -85,7 +86,8 @@ def select(
         raise TwdeployError("--topk and --classes exclude each other; choose one")
     try:
         if options.topk is not None or options.classes is not None:
-            card = card.with_selection(classes=options.classes, topk=options.topk)
+            classes = None if options.classes is None else card.class_ids(options.classes)
+            card = card.with_selection(classes=classes, topk=options.topk)
         selected = card.build(options.class_chunk)
     except ValueError as exc:
         raise TwdeployError(f"class selection: {exc}") from None

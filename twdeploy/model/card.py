@@ -7,6 +7,7 @@ the same card, so ``segment`` and ``export`` need no extra flags.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -53,6 +54,24 @@ class ModelCard:
     def selection(self) -> str:
         """``all``, ``ids`` or ``topk``."""
         return "ids" if self.classes is not None else "topk" if self.topk is not None else "all"
+
+    def class_ids(self, items: Iterable[int | str]) -> tuple[int, ...]:
+        """Ids of class names or ids (``"disc"``, ``3``, ``"3"``), in order, once each; ValueError names a bad one."""
+        ids: list[int] = []
+        for item in items:
+            text = str(item).strip()
+            if text.isdigit() and int(text) < self.num_classes:
+                index = int(text)
+            elif text in self.class_names:
+                index = self.class_names.index(text)
+            else:
+                raise ValueError(
+                    f"{text}: not a class of this model: use ids 0..{self.num_classes - 1} "
+                    f"or names ({', '.join(self.class_names)})"
+                )
+            if index not in ids:
+                ids.append(index)
+        return tuple(ids)
 
     def with_selection(self, classes: tuple[int, ...] | None = None, topk: int | None = None) -> ModelCard:
         """The same model with another class selection (an export choice)."""

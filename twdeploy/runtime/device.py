@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 import torch
 
 from twdeploy.errors import TwdeployError
+
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
+"""What every ``--device`` accepts."""
 
 
 def resolve_device(name: str) -> torch.device:

@@ -12,10 +12,10 @@ from twdeploy.errors import TwdeployError
 from twdeploy.model.card import MODEL_KINDS
 from twdeploy.model.lrp import BN_RULES
 from twdeploy.model.registry import backbone_names
+from twdeploy.runtime.device import DEVICE_PATTERN
 
 Tie = Literal["separate", "summed"]
 TIE_MODES = ("separate", "summed")
-DEVICES = ("auto", "cpu", "cuda")
 BOUNDARIES = ("ignore", "background")
 STAGES = ("classify", "segment")
 RECIPES = ("paper",)
@@ -109,7 +109,7 @@ class TrainConfig:
         checks = {
             "model": (self.model in MODEL_KINDS, f"one of {', '.join(MODEL_KINDS)}"),
             "tie": (self.tie in TIE_MODES, f"one of {', '.join(TIE_MODES)}"),
-            "device": (self.device in DEVICES, f"one of {', '.join(DEVICES)}"),
+            "device": (DEVICE_PATTERN.fullmatch(self.device) is not None, "auto, cpu, cuda or cuda:N"),
             "boundary": (self.boundary in BOUNDARIES, f"one of {', '.join(BOUNDARIES)}"),
             "stage": (self.stage in STAGES, f"one of {', '.join(STAGES)}"),
             "recipe": (self.recipe is None or self.recipe in RECIPES, f"one of {', '.join(RECIPES)}"),
@@ -203,3 +203,50 @@ class TrainConfig:
         except (OSError, ValueError) as exc:
             raise TwdeployError(f"{path}: cannot read the training config ({exc}); is this a run folder?") from None
         return cls.from_dict(data)
+
+
+FIELD_HELP: dict[str, str] = {
+    "data": "synthetic, synthetic:N, voc:PATH or folder:PATH.",
+    "model": "heatmap (LRP decoder), or the baselines unet (masks only) and mtunet (+ tags).",
+    "arch": "Backbone, e.g. resnet_mini, vgg_mini, resnet50, vgg16, efficientnet_lite0.",
+    "image_size": "Square input size in pixels.",
+    "pixel_labels": "Pixel-label budget (class-balanced draw); -1 = every mask.",
+    "steps": f"Optimiser steps (default {DEFAULT_STEPS}).",
+    "epochs": "Passes over the training set (if no --steps).",
+    "batch_size": "Images per batch and process (the global batch is this x processes).",
+    "lr": "AdamW learning rate (1e-5 fine-tunes a pretrained classifier).",
+    "weight_decay": "AdamW weight decay.",
+    "cosine": "Warm-up + cosine learning-rate schedule.",
+    "w_cls": "Weight of the tag (multi-label) loss; 0 = pixel labels only.",
+    "w_seg": "Weight of the heatmap cross-entropy.",
+    "heatmap_scale": "Heatmap factor in the pixel loss (default H*W; 1 = reference).",
+    "pixel_share": "Share of each batch drawn from the pixel-labelled images.",
+    "eps": "LRP stabiliser epsilon.",
+    "boundary": "Label 255: ignore, or background (the reference).",
+    "normalization": "Input scaling: unit ((x+1)/256) or meanstd (the backbone's pretrained mean/std).",
+    "device": "auto, cpu, cuda or cuda:N.",
+    "amp": "bf16 autocast on CUDA (ignored on CPU).",
+    "class_chunk": "Decode this many classes at a time (bounds memory).",
+    "tie": "Tied weights in AdamW: summed, or separate (reference).",
+    "stage": "classify (tags only, no decoder) or segment (tags + heatmaps).",
+    "recipe": "paper: a classify stage, then the segment stage from its weights.",
+    "classify_steps": "Steps of the recipe's classify stage (--steps counts the segment stage).",
+    "clip_grad": "Clip the global gradient norm to this.",
+    "bn_stats": "Batch norms train on: batch or running statistics; auto = running from pretrained.",
+    "bn_rule": "Decoder's batch-norm rule: separate (reference) or canonical (merged into the conv).",
+    "eval_every": "Evaluate and checkpoint every N steps.",
+    "save_every": "Also save checkpoints/last.pt every N steps between evaluations (0 = off).",
+    "log_every": "Log training losses every N steps.",
+    "val_images": "Evaluate on the first N validation images only.",
+    "workers": "DataLoader worker processes.",
+    "seed": "Seed for initialisation, pixel budget and batches.",
+    "out": "Parent folder of run folders.",
+    "name": "Run folder name (default ARCH-DATA-TIMESTAMP).",
+    "weights": "Start from ImageNet weights: imagenet (packaged ones) or a torchvision state dict FILE.",
+    "init": "Start from an earlier run folder or checkpoint (same --arch).",
+}
+"""Command-line help of each field: ``twdeploy train`` makes one flag per field (cli/train.py)."""
+NOT_FLAGS = frozenset({"world_size"})
+"""Fields set by the run itself (the torchrun process count), not on the command line."""
+NONE_ON_COMMAND_LINE = {"pixel_labels": -1}
+"""Fields whose default is not None: the command-line value that means None."""
