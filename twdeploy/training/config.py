@@ -232,6 +232,7 @@ FIELD_HELP: dict[str, str] = {
     "recipe": "paper: a classify stage, then the segment stage from its weights.",
     "classify_steps": "Steps of the recipe's classify stage (--steps counts the segment stage).",
     "clip_grad": "Clip the global gradient norm to this.",
+    "heatmap_grad": "Pixel-loss gradient: tied (through the tied decoder weights only) or full (reference).",
     "bn_stats": "Batch norms train on: batch or running statistics; auto = running from pretrained.",
     "bn_rule": "Decoder's batch-norm rule: separate (reference) or canonical (merged into the conv).",
     "eval_every": "Evaluate and checkpoint every N steps.",
