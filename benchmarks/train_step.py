@@ -1,4 +1,4 @@
-"""One training step: the one-pass trainer vs the reference's class-by-class loop (a backward per class).
+"""One training step: the one-pass trainer (full or tied gradient) vs the reference's class-by-class loop.
 
 Each variant runs in its own child process so its peak memory (``ru_maxrss``) is its own.
 Prints seconds per step (median) and peak RSS, with ratios against the class loop.
@@ -20,10 +20,15 @@ import time
 
 import torch
 
+# The reference-like class loop, one pass with the full gradient (the reference's), and one pass
+# with --heatmap-grad tied (the pixel loss through the tied weights only: no backward through the
+# encoder's saved activations from the decoder).
+VARIANTS = ("class_loop", "one_pass", "one_pass_tied")
+
 
 def _step_fn(variant: str, arch: str, size: int, batch: int, classes: int, chunk: int | None):
     from twdeploy.model import Segmenter
-    from twdeploy.training.chunking import decode_chunked
+    from twdeploy.training.chunking import training_heatmaps
     from twdeploy.training.losses import classification_loss, total_loss
     from twdeploy.training.tying import decoder_aliases
 
@@ -36,10 +41,9 @@ def _step_fn(variant: str, arch: str, size: int, batch: int, classes: int, chunk
     masks = torch.randint(0, classes, (batch, size, size))
     has_mask = torch.arange(batch) < (batch + 1) // 2
 
-    def one_pass() -> None:
+    def one_pass(grad: str) -> None:
         logits, saved = model.encode(images)
-        r_top, _ = model.start_relevance(logits)
-        heatmaps = decode_chunked(model, saved, r_top, aliases, chunk)
+        heatmaps = training_heatmaps(model, logits, saved, aliases, chunk, grad)
         loss, _ = total_loss(logits, tags, heatmaps, masks, has_mask)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -62,7 +66,9 @@ def _step_fn(variant: str, arch: str, size: int, batch: int, classes: int, chunk
         (10.0 * classification_loss(logits, tags)).backward()
         opt.step()
 
-    return one_pass if variant == "one_pass" else class_loop
+    if variant == "class_loop":
+        return class_loop
+    return lambda: one_pass("tied" if variant == "one_pass_tied" else "full")
 
 
 def child(args: argparse.Namespace) -> None:
@@ -87,14 +93,14 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=None, help="class chunk of the one-pass trainer")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
-    parser.add_argument("--variant", choices=["one_pass", "class_loop"], help=argparse.SUPPRESS)
+    parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.variant:
         child(args)
         return
     rows = {}
-    for variant in ("class_loop", "one_pass"):
+    for variant in VARIANTS:
         cmd = [sys.executable, __file__, "--variant", variant, *sys.argv[1:]]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
         rows[variant] = json.loads(out)
@@ -104,10 +110,10 @@ def main() -> None:
         f"torch threads {args.threads}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '-')}, "
         f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '-')}, median of {args.repeats}"
     )
-    print(f"{'variant':<12} {'s/step':>9} {'speed-up':>9} {'peak RSS MB':>12} {'mem ratio':>10}")
+    print(f"{'variant':<14} {'s/step':>9} {'speed-up':>9} {'peak RSS MB':>12} {'mem ratio':>10}")
     for name, row in rows.items():
         print(
-            f"{name:<12} {row['s_per_step']:9.2f} {base['s_per_step'] / row['s_per_step']:8.2f}x "
+            f"{name:<14} {row['s_per_step']:9.2f} {base['s_per_step'] / row['s_per_step']:8.2f}x "
             f"{row['peak_mb']:12.0f} {row['peak_mb'] / base['peak_mb']:9.2f}x"
         )
 

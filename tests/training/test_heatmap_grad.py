@@ -12,7 +12,7 @@ import torch
 
 from twdeploy.errors import TwdeployError
 from twdeploy.model.segmenter import Segmenter
-from twdeploy.training.chunking import detached
+from twdeploy.training.chunking import training_heatmaps
 from twdeploy.training.config import TrainConfig
 from twdeploy.training.losses import segmentation_loss
 
@@ -30,8 +30,7 @@ def _gradient_times_input(model: Segmenter, x: torch.Tensor) -> torch.Tensor:
 
 def _tied_heatmaps(model: Segmenter, x: torch.Tensor) -> torch.Tensor:
     logits, saved = model.encode(x)
-    r_top, _ = model.start_relevance(logits.detach())
-    return model.decode(detached(saved), r_top)
+    return training_heatmaps(model, logits, saved, grad="tied")
 
 
 @pytest.mark.parametrize("arch", ["vgg_mini", "resnet_mini"])

@@ -43,3 +43,20 @@ def decode_chunked(
 
     parts = [checkpoint(run, r_top[:, s : s + chunk], use_reentrant=False) for s in range(0, count, chunk)]
     return torch.cat(parts, dim=1)
+
+
+def training_heatmaps(
+    model: Segmenter,
+    logits: Tensor,
+    saved: Any,
+    weights: Mapping[nn.Module, Tensor] | None = None,
+    chunk: int | None = None,
+    grad: str = "tied",
+) -> Tensor:
+    """The heatmaps of a training step; ``grad`` ``tied`` cuts the logits and saved activations from the
+    graph, so the pixel loss reaches the encoder through the tied decoder weights only (TrainConfig.heatmap_grad).
+    """
+    if grad == "tied":
+        logits, saved = logits.detach(), detached(saved)
+    r_top, _ = model.start_relevance(logits)
+    return decode_chunked(model, saved, r_top, weights, chunk)

@@ -32,7 +32,7 @@ from twdeploy.model.io import read_checkpoint, save_checkpoint
 from twdeploy.model.segmenter import Segmenter
 from twdeploy.paths import output_dir
 from twdeploy.signals import Interrupted, deferred_signals, stop_on_signals
-from twdeploy.training.chunking import decode_chunked, detached
+from twdeploy.training.chunking import training_heatmaps
 from twdeploy.training.config import TrainConfig
 from twdeploy.training.data import build_run_data, eval_loader, train_loader
 from twdeploy.training.device import autocast, resolve_device
@@ -213,11 +213,8 @@ class Trainer:
         if self.cfg.model != "heatmap":
             return self.model(images)
         logits, saved = self.model.encode(images)
-        if self.cfg.heatmap_grad == "tied":  # the pixel loss reaches the encoder through the tied weights only
-            r_top, _ = self.model.start_relevance(logits.detach())
-            return logits, decode_chunked(self.model, detached(saved), r_top, self.aliases, self.cfg.class_chunk)
-        r_top, _ = self.model.start_relevance(logits)
-        return logits, decode_chunked(self.model, saved, r_top, self.aliases, self.cfg.class_chunk)
+        cfg = self.cfg
+        return logits, training_heatmaps(self.model, logits, saved, self.aliases, cfg.class_chunk, cfg.heatmap_grad)
 
     def _training_forward(self, images: torch.Tensor) -> Any:
         """Logits (classify stage), or ``(logits, score maps)``: what DDP wraps."""
