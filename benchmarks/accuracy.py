@@ -38,12 +38,17 @@ import torch
 # name -> (description, TrainConfig overrides, the score that picks its learning rate)
 METHODS: dict[str, tuple[str, dict[str, Any], str]] = {
     "heatmap": ("heatmap model, tags + masks (paper recipe)", {"model": "heatmap", "recipe": "paper"}, "miou"),
+    "heatmap-full": (
+        "heatmap model, tags + masks (paper recipe), the reference's full gradient",
+        {"model": "heatmap", "recipe": "paper", "heatmap_grad": "full"},
+        "miou",
+    ),
     "heatmap-masks": ("heatmap model, masks only", {"model": "heatmap", "w_cls": 0.0}, "miou"),
     "unet": ("U-Net, masks only", {"model": "unet"}, "miou"),
     "mtunet": ("MT-U-Net, masks + tags", {"model": "mtunet"}, "miou"),
     "classifier": ("tags-only classifier", {"model": "heatmap", "stage": "classify"}, "f1"),
 }
-USES_MASKS = {"heatmap", "heatmap-masks", "unet", "mtunet"}
+USES_MASKS = {"heatmap", "heatmap-full", "heatmap-masks", "unet", "mtunet"}
 STARTS = ("scratch", "imagenet")
 
 
@@ -317,7 +322,8 @@ def main(argv: list[str] | None = None) -> None:
         "",
         *tables(results, args),
         "",
-        f"Whole benchmark: {(time.perf_counter() - started) / 60:.0f} min.",
+        f"Training time of these runs, one thread each: {sum(r['seconds'] for r in results.values()) / 60:.0f} min "
+        f"(this invocation: {(time.perf_counter() - started) / 60:.0f} min; finished runs are reused).",
     ]
     print("\n" + "\n".join(report))
     if args.write:
@@ -327,7 +333,11 @@ def main(argv: list[str] | None = None) -> None:
             "Written by `benchmarks/accuracy.py`; do not edit by hand.",
             "",
         ]
-        Path(args.write).write_text("\n".join(header + report) + "\n")
+        target = Path(args.write)
+        if args.append and target.exists():
+            target.write_text(target.read_text() + "\n" + "\n".join(report) + "\n")
+        else:
+            target.write_text("\n".join(header + report) + "\n")
         print(f"\nwrote {args.write}")
 
 
