@@ -7,6 +7,8 @@ back-propagation (written here independently of the decoder).
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -65,3 +67,13 @@ def test_tied_and_full_give_the_same_heatmaps() -> None:
 def test_unknown_heatmap_grad_is_a_one_line_error() -> None:
     with pytest.raises(TwdeployError, match="--heatmap-grad must be one of tied, full"):
         TrainConfig(heatmap_grad="exact").validate()
+
+
+def test_new_runs_default_to_tied_and_older_run_folders_resume_with_full(tmp_path) -> None:
+    assert TrainConfig().heatmap_grad == "tied"
+    TrainConfig(heatmap_grad="tied").save(tmp_path / "new.json")
+    assert TrainConfig.load(tmp_path / "new.json").heatmap_grad == "tied"
+    older = TrainConfig().to_dict()
+    del older["heatmap_grad"]
+    (tmp_path / "old.json").write_text(json.dumps(older))
+    assert TrainConfig.load(tmp_path / "old.json").heatmap_grad == "full"

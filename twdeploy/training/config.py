@@ -197,12 +197,13 @@ class TrainConfig:
 
     @classmethod
     def load(cls, path: Path) -> TrainConfig:
-        """Read a ``config.json``."""
+        """Read a run folder's ``config.json``."""
         try:
             data = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
             raise TwdeployError(f"{path}: cannot read the training config ({exc}); is this a run folder?") from None
-        return cls.from_dict(data)
+        # Run folders written before heatmap_grad existed trained with the full gradient: resume them so.
+        return cls.from_dict({"heatmap_grad": "full", **data})
 
 
 FIELD_HELP: dict[str, str] = {
