@@ -88,7 +88,8 @@ class Model:
     def export(self, **options: Any) -> Any:
         """``twdeploy export`` of a run folder or checkpoint; ``options`` are ``ExportOptions`` fields.
 
-        ``batch`` may be given as on the command line (``4`` or ``"1,4,8"``), ``out`` as a string.
+        ``batch`` may be given as on the command line (``4`` or ``"1,4,8"``), ``out`` as a string,
+        ``outputs`` as ``"mask"`` or ``"mask,heatmaps"``.
         """
         from twdeploy.export.batch import BatchProfile, parse_batch
         from twdeploy.export.pipeline import ExportOptions, export
@@ -106,6 +107,8 @@ class Model:
             options["out"] = Path(options["out"])
         if options.get("classes") is not None:
             options["classes"] = tuple(options["classes"])
+        if isinstance(options.get("outputs"), str):
+            options["outputs"] = tuple(p.strip() for p in options["outputs"].split(","))
         return export(self.path, ExportOptions(**options))
 
     def benchmark(self, batches: Sequence[int] = (1, 4), **options: Any) -> Any:

@@ -35,6 +35,14 @@ def main(
         str | None, typer.Option(help="Heatmaps for these classes only: names or ids, e.g. background,disc or 0,1,5.")
     ] = None,
     batch: Annotated[str, typer.Option(help="Batch size B (profile 1,B,B) or min,opt,max.")] = "1",
+    outputs: Annotated[
+        str,
+        typer.Option(
+            help="Per-pixel outputs: heatmaps, mask (argmax class ids inside the graph, no float maps), "
+            "or mask,heatmaps."
+        ),
+    ] = "heatmaps",
+    mask_dtype: Annotated[str, typer.Option(help="Element type of the mask output: int32 or uint8.")] = "int32",
     opset: Annotated[int, typer.Option(help="ONNX opset (TensorRT 10's parser takes 9-20).")] = DEFAULT_OPSET,
     half: Annotated[bool, typer.Option("--half", help="Also write a float16 model (divisions stay float32).")] = False,
     trt: Annotated[bool, typer.Option("--trt", help="Also build a TensorRT engine (NVIDIA GPU).")] = False,
@@ -95,6 +103,8 @@ def main(
         device=device,
         triton=triton,
         triton_options=serving,
+        outputs=tuple(p.strip() for p in outputs.split(",") if p.strip()),
+        mask_dtype=mask_dtype,
     )
     report = export(source, options, console.print, lambda done: console.print(table(done)))
     console.print("[green]export verified[/green]; next steps:")

@@ -29,7 +29,7 @@ from twdeploy.export import compare
 from twdeploy.export.batch import BatchProfile
 from twdeploy.export.inputs import sample_images
 from twdeploy.export.lint import format_findings, has_errors, lint_model
-from twdeploy.export.onnx import DEFAULT_OPSET, save_onnx, to_onnx
+from twdeploy.export.onnx import DEFAULT_OPSET, MASK_DTYPES, save_onnx, to_onnx
 from twdeploy.export.report import Artifact, ExportReport, lint_dicts
 from twdeploy.export.triton import TritonOptions, write_repository
 from twdeploy.export.verify import Reference, Verification, measure, verify_against
@@ -64,6 +64,10 @@ class ExportOptions:
     device: str = "cpu"
     triton: Path | None = None
     triton_options: TritonOptions = field(default_factory=TritonOptions)
+    outputs: tuple[str, ...] = ("heatmaps",)
+    """Per-pixel graph outputs: ``heatmaps`` and / or ``mask`` (the argmax as class ids, inside the graph)."""
+    mask_dtype: str = "int32"
+    """``int32`` or ``uint8`` (up to 256 classes) for the ``mask`` output."""
 
 
 def run_dir(source: Path) -> Path:
@@ -91,6 +95,15 @@ def select(
         selected = card.build(options.class_chunk)
     except ValueError as exc:
         raise TwdeployError(f"class selection: {exc}") from None
+    try:
+        card = card.with_outputs(tuple(options.outputs))
+    except ValueError as exc:
+        raise TwdeployError(f"--{exc}") from None
+    if options.mask_dtype not in MASK_DTYPES or (options.mask_dtype == "uint8" and card.num_classes > 256):
+        raise TwdeployError(
+            f"--mask-dtype {options.mask_dtype}: choose int32, or uint8 for up to 256 classes "
+            f"(this model has {card.num_classes})"
+        )
     selected.load_state_dict(model.state_dict())
     return for_inference(selected), card
 
@@ -99,7 +112,7 @@ def _write_onnx(
     model: SegmentationModel, card: ModelCard, path: Path, options: ExportOptions, half: bool, report: ExportReport
 ) -> Artifact:
     began = time.perf_counter()
-    proto = to_onnx(model, card, options.opset, half)
+    proto = to_onnx(model, card, options.opset, half, options.mask_dtype)
     if options.simplify:
         from twdeploy.export.simplify import simplify
 
@@ -145,6 +158,8 @@ def export(
         "samples": options.samples,
         "device": options.device,
         "simplify": options.simplify,
+        "outputs": card.output_names,
+        "mask_dtype": options.mask_dtype if "mask" in card.outputs else None,
     }
     report = ExportReport(str(source), card.to_dict(), settings, inputs)
     log(f"exporting {card.arch} ({card.selection} classes) to {out}/ ...")

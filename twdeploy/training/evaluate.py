@@ -15,7 +15,6 @@ from twdeploy.data import Normalization, build_dataset
 from twdeploy.errors import TwdeployError
 from twdeploy.model.card import ModelCard, SegmentationModel
 from twdeploy.model.io import load_model
-from twdeploy.model.segmenter import masks_from_heatmaps
 from twdeploy.runtime import Backend
 from twdeploy.training.data import eval_loader
 from twdeploy.training.device import autocast, resolve_device
@@ -129,12 +128,11 @@ def evaluate_backend(
     images = 0
     with torch.random.fork_rng(devices=[]):
         for batch in eval_loader(dataset, batch_size):
-            logits, heatmaps, class_ids = backend.infer(batch["image"].numpy())
-            ids = None if class_ids is None else torch.from_numpy(class_ids)
-            masks = masks_from_heatmaps(torch.from_numpy(heatmaps), ids)
+            out = backend.infer(batch["image"].numpy())
+            masks = torch.from_numpy(out.masks())
             has_mask = batch["has_mask"]
             confusion.update(masks[has_mask], batch["mask"][has_mask])
-            f1.update(torch.from_numpy(logits), batch["tags"])
+            f1.update(torch.from_numpy(out.logits), batch["tags"])
             images += len(batch["image"])
     return EvalResult(
         class_names=list(card.class_names),
