@@ -137,6 +137,25 @@ def load(path: str | Path, backend: str = "auto", device: str = "auto", half: bo
     return Model(path, backend, device, half)
 
 
+def val(
+    *models: str | Path,
+    data: str = "synthetic",
+    split: str = "val",
+    batch: int = 16,
+    device: str = "auto",
+    max_images: int | None = None,
+    exports: bool = False,
+) -> list[Any]:
+    """``twdeploy eval MODEL [MODEL ...]``: each model (``exports``: a run's export/ models too) on the same set.
+
+    Returns one ``FormatResult`` per model: ``format``, ``provider``, ``size_mb`` and ``result``
+    (the ``EvalResult``: ``miou``, ``iou``, ``pixel_accuracy``, ``f1``), or its ``error``.
+    """
+    from twdeploy.training.evaluate import evaluate_formats
+
+    return evaluate_formats(models, data, split, batch, device, max_images, with_exports=exports)
+
+
 def train(resume: str | Path | None = None, **config: Any) -> Model:
     """``twdeploy train``: ``config`` are ``TrainConfig`` fields; returns the trained run folder loaded."""
     from twdeploy.training.config import TrainConfig

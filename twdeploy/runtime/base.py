@@ -38,6 +38,14 @@ class Outputs(NamedTuple):
 
 BACKEND_NAMES = ("torch", "onnxruntime", "tensorrt")
 CHECKPOINT_SUFFIXES = frozenset({".pt", ".pth"})
+RUN_EXPORTS = ("export/model.onnx", "export/model.fp16.onnx", "export/model.engine", "export/model.fp16.engine")
+"""Where ``twdeploy export`` leaves a run's artefacts, float32 and float16."""
+
+
+def run_exports(run: str | Path) -> list[Path]:
+    """The exported models inside a run folder that exist (none for a file)."""
+    path = Path(run)
+    return [path / rel for rel in RUN_EXPORTS if path.is_dir() and (path / rel).is_file()]
 
 
 class Backend(Protocol):
