@@ -10,6 +10,7 @@ from rich.console import Console
 
 from twdeploy.errors import TwdeployError
 from twdeploy.export.batch import parse_batch
+from twdeploy.export.capability import inspect_capability
 from twdeploy.export.lint import format_findings, has_errors, lint_model
 from twdeploy.export.onnx import DEFAULT_OPSET
 from twdeploy.export.pipeline import ExportOptions, export
@@ -50,7 +51,12 @@ def main(
         bool, typer.Option("--simplify", help="Simplify the graph with onnxslim (then lint and verify it).")
     ] = False,
     check: Annotated[
-        Path | None, typer.Option(help="Only lint this ONNX file against TensorRT's parser.", show_default=False)
+        Path | None,
+        typer.Option(
+            help="Only check this ONNX file: lint against TensorRT's parser table, and the parser itself "
+            "(polygraphy inspect capability) where tensorrt and CUDA are present.",
+            show_default=False,
+        ),
     ] = None,
     class_chunk: Annotated[int | None, typer.Option(help="Decode this many classes at a time (bounds memory).")] = None,
     workspace: Annotated[float, typer.Option(help="TensorRT workspace limit in GB.")] = 4.0,
@@ -75,7 +81,9 @@ def main(
     if check is not None:
         findings = lint_model(check)
         console.print(format_findings(findings), highlight=False, soft_wrap=True)
-        if has_errors(findings):
+        verdict = inspect_capability(check)
+        console.print(verdict.summary(), highlight=False, soft_wrap=True)
+        if has_errors(findings) or (verdict.checked and not verdict.supported):
             raise typer.Exit(1)
         return
     if source is None:

@@ -27,6 +27,7 @@ import torch
 from twdeploy.errors import TwdeployError
 from twdeploy.export import compare
 from twdeploy.export.batch import BatchProfile
+from twdeploy.export.capability import inspect_capability
 from twdeploy.export.inputs import sample_images
 from twdeploy.export.lint import format_findings, has_errors, lint_model
 from twdeploy.export.onnx import DEFAULT_OPSET, MASK_DTYPES, save_onnx, to_onnx
@@ -171,7 +172,12 @@ def export(
         fp16 = _write_onnx(model, card, out / "model.fp16.onnx", options, True, report)
         fp16.verification, _ = _verify_onnx(fp16.path, ref, images, options, compare.FP16)
         report.artifacts.append(fp16)
+    rejected = [_capability(art.path, report, log) for art in report.artifacts]
     report.write(out / REPORT_NAME)
+    if any(rejected):
+        raise TwdeployError(
+            f"{'; '.join(line for line in rejected if line)}; details in {out / REPORT_NAME}"
+        )
     try:
         if options.trt:
             _engine(report, out, options, card, images, ort_ref, log)
@@ -193,6 +199,14 @@ def export(
         folder = write_repository(options.triton, served, options.triton_options, source_onnx, run_dir(source).name)
         log(f"Triton model repository: {folder} (tritonserver --model-repository {options.triton})")
     return report
+
+
+def _capability(path: Path, report: ExportReport, log: Log) -> str:
+    """TensorRT's parser on ``path`` (skipped with the reason where it cannot run); the failure line, if any."""
+    verdict = inspect_capability(path)
+    report.capability[path.name] = verdict.to_dict()
+    log(f"{path.name}: {verdict.summary()}")
+    return f"{path.name}: {verdict.summary()}" if verdict.checked and not verdict.supported else ""
 
 
 def _verify_onnx(
