@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -118,3 +119,18 @@ def test_cli_outputs_flag(run_dir: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     card = read_onnx_card(tmp_path / "model.onnx")
     assert card.outputs == ("mask",) and card.classes == (0, 1)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("mask_dtype", ["int32", "uint8"])
+def test_tensorrt_engine_with_the_mask_inside(run_dir: Path, tmp_path: Path, mask_dtype: str) -> None:
+    import torch
+
+    if importlib.util.find_spec("tensorrt") is None or not torch.cuda.is_available():
+        pytest.skip("needs tensorrt and a CUDA GPU")
+    options = ExportOptions(out=tmp_path, outputs=("mask",), topk=1, mask_dtype=mask_dtype, trt=True)
+    report = export(run_dir, options)
+    assert report.passed and report.artifacts[-1].kind.startswith("tensorrt")
+    engine = open_backend(tmp_path / "model.engine")
+    out = engine.infer(np.random.default_rng(0).random((2, 3, *IMAGE_SIZE), dtype=np.float32))
+    assert out.heatmaps is None and out.mask.shape == (2, *IMAGE_SIZE) and out.mask.dtype == np.dtype(mask_dtype)
