@@ -45,4 +45,4 @@ python -m torch.distributed.run --standalone --nproc-per-node 1 -m twdeploy trai
 grep -m1 '"kind": "eval"' "$OUT/runs/torchrun-1gpu/metrics.jsonl" | cut -c1-200
 
 # --- export: TensorRT engine build + parity against ONNX Runtime (skips without tensorrt) ---
-python -m pytest tests/export/test_tensorrt.py -m "gpu or not gpu" -q -rs
+python -m pytest tests/export/test_tensorrt.py tests/export/test_capability.py tests/export/test_mask_output.py tests/runtime/test_tensorrt_backend.py -m "gpu or not gpu" -q -rs

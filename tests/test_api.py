@@ -37,7 +37,7 @@ def test_ten_lines_stream_a_folder_through_an_exported_model(tiny_run, tmp_path)
         assert set(result.speed) == {"decode", "preprocess", "inference", "postprocess"}
     rgb = cv2.imread(str(tmp_path / "images" / "a.png"))[:, :, ::-1]
     tensor = to_input(np.ascontiguousarray(rgb), IMAGE_SIZE, Normalization.from_dict(model.card.normalization))
-    logits, _, _ = open_backend(tiny_run[1], device="cpu").infer(tensor[None])
+    logits = open_backend(tiny_run[1], device="cpu").infer(tensor[None]).logits
     np.testing.assert_allclose(seen["a"].tag_probs, 1 / (1 + np.exp(-logits[0])), rtol=1e-5, atol=1e-6)
 
 

@@ -89,7 +89,8 @@ class Model:
     def export(self, **options: Any) -> Any:
         """``twdeploy export`` of a run folder or checkpoint; ``options`` are ``ExportOptions`` fields.
 
-        ``batch`` may be given as on the command line (``4`` or ``"1,4,8"``), ``out`` as a string.
+        ``batch`` may be given as on the command line (``4`` or ``"1,4,8"``), ``out`` as a string,
+        ``outputs`` as ``"mask"`` or ``"mask,heatmaps"``.
         """
         from twdeploy.export.batch import BatchProfile, parse_batch
         from twdeploy.export.pipeline import ExportOptions, export
@@ -107,6 +108,8 @@ class Model:
             options["out"] = Path(options["out"])
         if options.get("classes") is not None:
             options["classes"] = tuple(options["classes"])
+        if isinstance(options.get("outputs"), str):
+            options["outputs"] = tuple(p.strip() for p in options["outputs"].split(","))
         return export(self.path, ExportOptions(**options))
 
     def benchmark(self, batches: Sequence[int] = (1, 4), **options: Any) -> Any:
@@ -136,6 +139,25 @@ def load(path: str | Path, backend: str = "auto", device: str = "auto", half: bo
     A served model is a Triton URL: ``triton://HOST[:PORT]/NAME`` (HTTP) or ``triton+grpc://HOST[:PORT]/NAME``.
     """
     return Model(path, backend, device, half)
+
+
+def val(
+    *models: str | Path,
+    data: str = "synthetic",
+    split: str = "val",
+    batch: int = 16,
+    device: str = "auto",
+    max_images: int | None = None,
+    exports: bool = False,
+) -> list[Any]:
+    """``twdeploy eval MODEL [MODEL ...]``: each model (``exports``: a run's export/ models too) on the same set.
+
+    Returns one ``FormatResult`` per model: ``format``, ``provider``, ``size_mb`` and ``result``
+    (the ``EvalResult``: ``miou``, ``iou``, ``pixel_accuracy``, ``f1``), or its ``error``.
+    """
+    from twdeploy.training.evaluate import evaluate_formats
+
+    return evaluate_formats(models, data, split, batch, device, max_images, with_exports=exports)
 
 
 def train(resume: str | Path | None = None, **config: Any) -> Model:

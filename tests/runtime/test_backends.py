@@ -12,7 +12,7 @@ import torch
 from tests.inference.tiny_model import IMAGE_SIZE, build_run
 from twdeploy.errors import TwdeployError
 from twdeploy.inference.predictor import masks_at_original_size
-from twdeploy.runtime import detect_backend, open_backend
+from twdeploy.runtime import Outputs, detect_backend, open_backend
 from twdeploy.runtime.base import run_in_chunks
 from twdeploy.runtime.onnxruntime_backend import choose_providers
 
@@ -32,14 +32,15 @@ def test_torch_and_onnxruntime_give_the_same_masks(tiny_run: tuple[Path, Path]) 
     assert (torch_backend.name, ort_backend.name) == ("torch", "onnxruntime")
     assert ort_backend.provider == "CPU" and ort_backend.card == torch_backend.card
     batch = _batch(3)
-    t_logits, t_heat, t_ids = torch_backend.infer(batch)
-    o_logits, o_heat, o_ids = ort_backend.infer(batch)
+    t_logits, t_heat, t_ids, t_mask = t_out = torch_backend.infer(batch)
+    o_logits, o_heat, o_ids, o_mask = o_out = ort_backend.infer(batch)
+    assert t_mask is None and o_mask is None
     assert t_ids is None and o_ids is None and t_heat.shape == (3, 3, *IMAGE_SIZE)
     np.testing.assert_allclose(o_logits, t_logits, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(o_heat, t_heat, rtol=1e-3, atol=1e-3 * np.abs(t_heat).max())
     sizes = [(30, 50)] * 3
     for a, b in zip(
-        masks_at_original_size(t_heat, None, sizes), masks_at_original_size(o_heat, None, sizes), strict=True
+        masks_at_original_size(t_out, sizes), masks_at_original_size(o_out, sizes), strict=True
     ):
         assert a.shape == (30, 50)
         assert (a == b).mean() > 0.999  # argmax ties may flip on float noise
@@ -50,10 +51,10 @@ def test_torch_and_onnxruntime_give_the_same_masks(tiny_run: tuple[Path, Path]) 
 def test_topk_model_maps_heatmaps_to_class_ids(tmp_path: Path) -> None:
     run, onnx_path = build_run(tmp_path, topk=1)
     outputs = [open_backend(m, device="cpu").infer(_batch(2)) for m in (run, onnx_path)]
-    for _, heatmaps, ids in outputs:
-        assert heatmaps.shape[1] == 2 and ids.shape == (2, 2) and (ids[:, 0] == 0).all()
-    np.testing.assert_array_equal(outputs[0][2], outputs[1][2])
-    masks = masks_at_original_size(outputs[0][1], outputs[0][2], [IMAGE_SIZE] * 2)
+    for out in outputs:
+        assert out.heatmaps.shape[1] == 2 and out.class_ids.shape == (2, 2) and (out.class_ids[:, 0] == 0).all()
+    np.testing.assert_array_equal(outputs[0].class_ids, outputs[1].class_ids)
+    masks = masks_at_original_size(outputs[0], [IMAGE_SIZE] * 2)
     for mask, ids in zip(masks, outputs[0][2], strict=True):
         assert set(np.unique(mask)) <= set(ids.tolist())
 
@@ -61,12 +62,12 @@ def test_topk_model_maps_heatmaps_to_class_ids(tmp_path: Path) -> None:
 def test_run_in_chunks_splits_and_pads_to_the_batch_limits() -> None:
     seen: list[int] = []
 
-    def run(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, None]:
+    def run(batch: np.ndarray) -> Outputs:
         seen.append(batch.shape[0])
-        return batch.sum(axis=(1, 2, 3))[:, None], batch[:, :1], None
+        return Outputs(batch.sum(axis=(1, 2, 3))[:, None], batch[:, :1])
 
     batch = _batch(5)
-    logits, heatmaps, _ = run_in_chunks(run, batch, 2, 2)
+    logits, heatmaps, _, _ = run_in_chunks(run, batch, 2, 2)
     assert seen == [2, 2, 2] and logits.shape == (5, 1) and heatmaps.shape == (5, 1, *IMAGE_SIZE)
     np.testing.assert_allclose(logits[:, 0], batch.sum(axis=(1, 2, 3)), rtol=1e-6)
     seen.clear()

@@ -49,8 +49,8 @@ def test_tensorrt_matches_onnxruntime_and_splits_big_batches(tiny_run: tuple[Pat
     trt_backend, ort_backend = open_backend(engine), open_backend(tiny_run[1], device="cpu")
     assert trt_backend.name == "tensorrt" and trt_backend.max_batch == 2
     batch = np.random.default_rng(0).random((5, 3, *IMAGE_SIZE), dtype=np.float32)
-    t_logits, t_heat, _ = trt_backend.infer(batch)
-    o_logits, o_heat, _ = ort_backend.infer(batch)
+    t_logits, t_heat, *_ = trt_backend.infer(batch)
+    o_logits, o_heat, *_ = ort_backend.infer(batch)
     assert t_heat.shape == o_heat.shape == (5, 3, *IMAGE_SIZE)
     np.testing.assert_allclose(t_logits, o_logits, rtol=1e-3, atol=1e-4)
     assert (t_heat.argmax(1) == o_heat.argmax(1)).mean() > 0.99

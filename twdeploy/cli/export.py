@@ -10,6 +10,7 @@ from rich.console import Console
 
 from twdeploy.errors import TwdeployError
 from twdeploy.export.batch import parse_batch
+from twdeploy.export.capability import inspect_capability
 from twdeploy.export.lint import format_findings, has_errors, lint_model
 from twdeploy.export.onnx import DEFAULT_OPSET
 from twdeploy.export.pipeline import ExportOptions, export
@@ -35,6 +36,14 @@ def main(
         str | None, typer.Option(help="Heatmaps for these classes only: names or ids, e.g. background,disc or 0,1,5.")
     ] = None,
     batch: Annotated[str, typer.Option(help="Batch size B (profile 1,B,B) or min,opt,max.")] = "1",
+    outputs: Annotated[
+        str,
+        typer.Option(
+            help="Per-pixel outputs: heatmaps, mask (argmax class ids inside the graph, no float maps), "
+            "or mask,heatmaps."
+        ),
+    ] = "heatmaps",
+    mask_dtype: Annotated[str, typer.Option(help="Element type of the mask output: int32 or uint8.")] = "int32",
     opset: Annotated[int, typer.Option(help="ONNX opset (TensorRT 10's parser takes 9-20).")] = DEFAULT_OPSET,
     half: Annotated[bool, typer.Option("--half", help="Also write a float16 model (divisions stay float32).")] = False,
     trt: Annotated[bool, typer.Option("--trt", help="Also build a TensorRT engine (NVIDIA GPU).")] = False,
@@ -42,7 +51,12 @@ def main(
         bool, typer.Option("--simplify", help="Simplify the graph with onnxslim (then lint and verify it).")
     ] = False,
     check: Annotated[
-        Path | None, typer.Option(help="Only lint this ONNX file against TensorRT's parser.", show_default=False)
+        Path | None,
+        typer.Option(
+            help="Only check this ONNX file: lint against TensorRT's parser table, and the parser itself "
+            "(polygraphy inspect capability) where tensorrt and CUDA are present.",
+            show_default=False,
+        ),
     ] = None,
     class_chunk: Annotated[int | None, typer.Option(help="Decode this many classes at a time (bounds memory).")] = None,
     workspace: Annotated[float, typer.Option(help="TensorRT workspace limit in GB.")] = 4.0,
@@ -67,7 +81,9 @@ def main(
     if check is not None:
         findings = lint_model(check)
         console.print(format_findings(findings), highlight=False, soft_wrap=True)
-        if has_errors(findings):
+        verdict = inspect_capability(check)
+        console.print(verdict.summary(), highlight=False, soft_wrap=True)
+        if has_errors(findings) or (verdict.checked and not verdict.supported):
             raise typer.Exit(1)
         return
     if source is None:
@@ -95,6 +111,8 @@ def main(
         device=device,
         triton=triton,
         triton_options=serving,
+        outputs=tuple(p.strip() for p in outputs.split(",") if p.strip()),
+        mask_dtype=mask_dtype,
     )
     report = export(source, options, console.print, lambda done: console.print(table(done)))
     console.print("[green]export verified[/green]; next steps:")

@@ -52,10 +52,12 @@ def dataclass_parameters(
     helps: Mapping[str, str],
     skip: frozenset[str] = frozenset(),
     none_flags: Mapping[str, Any] | None = None,
+    panel: str | None = None,
 ) -> list[inspect.Parameter]:
     """One keyword parameter per field of ``cls`` (minus ``skip``), annotated as a Typer option.
 
-    Name, type and default come from the field, the help text from ``helps``; a field in
+    Name, type and default come from the field, the help text from ``helps`` (listed under the
+    help ``panel``); a field in
     ``none_flags`` takes that value on the command line to mean None. A renamed field also
     gets a hidden ``deprecated_<field>`` parameter for its old spelling.
     """
@@ -70,7 +72,7 @@ def dataclass_parameters(
         if f.name in none_flags:
             kind, default = _not_none(kind), none_flags[f.name] if default is None else default
         decls = [] if kind is bool else [flag(f.name)]
-        option = typer.Option(*decls, help=helps.get(f.name, ""), rich_help_panel="Training options")
+        option = typer.Option(*decls, help=helps.get(f.name, ""), rich_help_panel=panel)
         params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default,
                                         annotation=Annotated[kind, option]))  # fmt: skip
         if f.name in RENAMED:

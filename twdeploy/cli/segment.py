@@ -113,6 +113,11 @@ def main(
     try:
         card = runner.card
         wanted = parse_save(save, src.kind)
+        if "heatmaps" in wanted and "heatmaps" not in card.outputs:
+            raise TwdeployError(
+                f"{model}: --save heatmaps needs a heatmaps output; this model was exported with "
+                f"--outputs {','.join(card.outputs)} (re-export with --outputs mask,heatmaps)"
+            )
         drawn = parse_classes(classes, card)
         console.print(
             f"[bold]{model}[/bold]: {card.arch}, {card.num_classes} classes, input {card.image_size[0]}x"

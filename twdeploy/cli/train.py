@@ -70,7 +70,7 @@ COMMAND_OPTIONS = [
 
 def training_options(cls: type[TrainConfig] = TrainConfig) -> list[inspect.Parameter]:
     """``twdeploy train``'s parameters: one option per ``cls`` field, then --config, --resume and --gpus."""
-    fields = dataclass_parameters(cls, FIELD_HELP, NOT_FLAGS, NONE_ON_COMMAND_LINE)
+    fields = dataclass_parameters(cls, FIELD_HELP, NOT_FLAGS, NONE_ON_COMMAND_LINE, "Training options")
     ctx = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
     return [ctx, *fields, *COMMAND_OPTIONS]
 

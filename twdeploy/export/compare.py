@@ -9,6 +9,9 @@ Tolerances follow Polygraphy's scheme where it fits and use a global measure whe
   float32. They are judged by the relative L2 error ``||a - b|| / ||b||`` (worst image) and
   by the agreement of the argmax masks, which is what segmentation uses.
 * ``class_ids`` (top-k export): the selected classes must agree exactly.
+* ``mask`` (``--outputs mask``: the argmax inside the graph): the candidate's own mask is
+  compared with the reference's (the torch heatmaps' argmax) by the same agreement; without
+  a ``heatmaps`` output the heatmaps check is left out.
 
 Float32 limits: float32 LRP is itself 4.5e-5 (resnet18) to 8.8e-3 (vgg16) relative L2 away
 from float64 (method.md 1.4), so two float32 backends may differ by as much; 1e-2 still
@@ -66,27 +69,32 @@ class Check:
 
 
 def masks(outputs: Outputs) -> np.ndarray:
-    """Class-id masks ``(N, H, W)`` from heatmaps (and class ids, when the export selects classes)."""
+    """Class-id masks ``(N, H, W)``: the in-graph ``mask``, else the heatmaps' argmax (through class ids)."""
+    if "mask" in outputs:
+        return outputs["mask"].astype(np.int64)
     ids = torch.from_numpy(outputs["class_ids"]) if "class_ids" in outputs else None
     return masks_from_heatmaps(torch.from_numpy(outputs["heatmaps"]), ids).numpy()
 
 
 def measure(reference: Outputs, candidate: Outputs) -> dict[str, float]:
-    """Error measures of ``candidate`` against ``reference``."""
+    """Error measures of ``candidate`` against ``reference`` (heatmap ones when both have heatmaps)."""
+    tiny = np.finfo(np.float64).tiny
     ref_l, got_l = reference["logits"].astype(np.float64), candidate["logits"].astype(np.float64)
-    ref_h, got_h = reference["heatmaps"].astype(np.float64), candidate["heatmaps"].astype(np.float64)
-    diff_l, diff_h = np.abs(got_l - ref_l), np.abs(got_h - ref_h)
-    per_image = np.sqrt((diff_h**2).reshape(len(ref_h), -1).sum(1)) / np.maximum(
-        np.sqrt((ref_h**2).reshape(len(ref_h), -1).sum(1)), np.finfo(np.float64).tiny
-    )
+    diff_l = np.abs(got_l - ref_l)
     result = {
         "logits_max_abs": float(diff_l.max()),
-        "logits_max_rel": float(diff_l.max() / max(np.abs(ref_l).max(), np.finfo(np.float64).tiny)),
-        "heatmaps_max_abs": float(diff_h.max()),
-        "heatmaps_max_rel": float(diff_h.max() / max(np.abs(ref_h).max(), np.finfo(np.float64).tiny)),
-        "heatmaps_rel_l2": float(per_image.max()),
-        "mask_agreement": float(100.0 * (masks(reference) == masks(candidate)).mean()),
+        "logits_max_rel": float(diff_l.max() / max(np.abs(ref_l).max(), tiny)),
     }
+    if "heatmaps" in reference and "heatmaps" in candidate:
+        ref_h, got_h = reference["heatmaps"].astype(np.float64), candidate["heatmaps"].astype(np.float64)
+        diff_h = np.abs(got_h - ref_h)
+        per_image = np.sqrt((diff_h**2).reshape(len(ref_h), -1).sum(1)) / np.maximum(
+            np.sqrt((ref_h**2).reshape(len(ref_h), -1).sum(1)), tiny
+        )
+        result["heatmaps_max_abs"] = float(diff_h.max())
+        result["heatmaps_max_rel"] = float(diff_h.max() / max(np.abs(ref_h).max(), tiny))
+        result["heatmaps_rel_l2"] = float(per_image.max())
+    result["mask_agreement"] = float(100.0 * (masks(reference) == masks(candidate)).mean())
     if "class_ids" in reference:
         result["class_ids_agreement"] = float(100.0 * (reference["class_ids"] == candidate["class_ids"]).mean())
     return result
@@ -101,21 +109,26 @@ def judge(reference: Outputs, candidate: Outputs, tol: Tolerance) -> tuple[dict[
     worst = float((diff_l / bound).max())
     checks = [
         Check("logits", worst, 1.0, worst <= 1.0, f"max |a-b| / ({tol.logits_atol:g} + {tol.logits_rtol:g}|b|)"),
-        Check(
-            "heatmaps",
-            m["heatmaps_rel_l2"],
-            tol.heatmaps_rel_l2,
-            m["heatmaps_rel_l2"] <= tol.heatmaps_rel_l2,
-            "relative L2, worst image",
-        ),
+    ]
+    if "heatmaps_rel_l2" in m:
+        checks.append(
+            Check(
+                "heatmaps",
+                m["heatmaps_rel_l2"],
+                tol.heatmaps_rel_l2,
+                m["heatmaps_rel_l2"] <= tol.heatmaps_rel_l2,
+                "relative L2, worst image",
+            )
+        )
+    checks.append(
         Check(
             "masks",
             m["mask_agreement"],
             tol.mask_agreement,
             m["mask_agreement"] >= tol.mask_agreement,
             "argmax agreement %",
-        ),
-    ]
+        )
+    )
     if "class_ids_agreement" in m:
         checks.append(
             Check(

@@ -5,6 +5,10 @@ Graph interface (float32 whatever the precision inside), the same for every mode
   ``logits``    (N, K) float32 (a plain U-Net: the spatial maximum of each score map)
   ``heatmaps``  (N, K', H, W) float32 (a U-Net: its class score maps)
   ``class_ids`` (N, K') int64, only with a fixed-class or top-k selection
+  ``mask``      (N, H, W) int32 or uint8 class ids, only with ``outputs`` naming ``mask``: the
+                argmax over the heatmaps (ArgMax, mapped through ``class_ids`` by GatherElements)
+                inside the graph, so a GPU deployment copies back one integer per pixel; with
+                ``outputs=("mask",)`` the graph has no ``heatmaps`` output at all
 A half-precision export keeps that interface and runs weights and activations in float16
 inside; the relevance divisions stay float32 (``twdeploy.model.rules.precise``).
 """
@@ -27,12 +31,13 @@ from twdeploy.data.transforms import Normalization
 from twdeploy.model.card import ModelCard, SegmentationModel
 from twdeploy.model.card_files import CARD_KEY
 from twdeploy.model.folding import fold_batchnorm
-from twdeploy.model.segmenter import Segmenter
+from twdeploy.model.segmenter import Segmenter, masks_from_heatmaps
 from twdeploy.model.unet import UNet
 
 DEFAULT_OPSET = 17
 INPUT_NAME = "images"
 RELEVANCE_TARGET = 256.0
+MASK_DTYPES = {"int32": torch.int32, "uint8": torch.uint8}
 
 
 class _Exported(nn.Module):
@@ -72,6 +77,22 @@ class _ExportedUNet(nn.Module):
         return tuple(t.float() for t in self.model(images.to(self.dtype)))
 
 
+class _PixelOutputs(nn.Module):
+    """The exported forward's ``(logits, heatmaps[, class_ids])`` as the card's outputs: heatmaps and/or mask."""
+
+    def __init__(self, inner: nn.Module, outputs: tuple[str, ...], mask_dtype: torch.dtype) -> None:
+        super().__init__()
+        self.inner, self.outputs, self.mask_dtype = inner, outputs, mask_dtype
+
+    def forward(self, images: Tensor) -> tuple[Tensor, ...]:
+        logits, heatmaps, *ids = self.inner(images)
+        out = [logits, heatmaps] if "heatmaps" in self.outputs else [logits]
+        out += ids
+        if "mask" in self.outputs:
+            out.append(masks_from_heatmaps(heatmaps, ids[0] if ids else None).to(self.mask_dtype))
+        return tuple(out)
+
+
 def metadata(card: ModelCard, half: bool) -> dict[str, str]:
     """The ``metadata_props`` entries: the card and, for other tools, its main fields spelled out."""
     norm = Normalization.from_dict(card.normalization).to_dict()
@@ -85,21 +106,35 @@ def metadata(card: ModelCard, half: bool) -> dict[str, str]:
         "twdeploy.preprocessing": json.dumps({"layout": "NCHW", "channels": "RGB", **norm}),
         "twdeploy.selection": json.dumps({"mode": card.selection, "classes": card.classes, "topk": card.topk}),
         "twdeploy.precision": "fp16" if half else "fp32",
+        "twdeploy.outputs": json.dumps(card.output_names),
     }
 
 
 def to_onnx(
-    model: SegmentationModel, card: ModelCard, opset: int = DEFAULT_OPSET, half: bool = False
+    model: SegmentationModel,
+    card: ModelCard,
+    opset: int = DEFAULT_OPSET,
+    half: bool = False,
+    mask_dtype: str = "int32",
 ) -> onnx.ModelProto:
-    """Trace ``model`` (a segmenter's batch norms folded) with the TorchScript exporter; checked and shape-inferred."""
+    """Trace ``model`` (a segmenter's batch norms folded) with the TorchScript exporter; checked and shape-inferred.
+
+    The graph's outputs are ``card.output_names`` (``card.outputs`` chooses heatmaps and / or
+    the in-graph ``mask``, of ``mask_dtype`` int32 or uint8).
+    """
     if model.selection.mode != card.selection:
         raise ValueError(f"model selects {model.selection.mode!r} classes but the card says {card.selection!r}")
-    names = model.output_names
+    if mask_dtype not in MASK_DTYPES:
+        raise ValueError(f"mask dtype {mask_dtype!r}: choose {' or '.join(MASK_DTYPES)}")
+    if mask_dtype == "uint8" and card.num_classes > 256:
+        raise ValueError(f"a uint8 mask holds class ids 0..255; this model has {card.num_classes} classes: use int32")
+    names = card.output_names
     if isinstance(model, Segmenter):
         folded = fold_batchnorm(model)
-        module = _Exported(folded.half() if half else folded)
+        inner: nn.Module = _Exported(folded.half() if half else folded)
     else:
-        module = _ExportedUNet(copy.deepcopy(model).half() if half else model)
+        inner = _ExportedUNet(copy.deepcopy(model).half() if half else model)
+    module = _PixelOutputs(inner, card.outputs, MASK_DTYPES[mask_dtype])
     dummy = torch.rand(2, card.in_channels, *card.image_size, generator=torch.Generator().manual_seed(0))
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():

@@ -27,9 +27,10 @@ import torch
 from twdeploy.errors import TwdeployError
 from twdeploy.export import compare
 from twdeploy.export.batch import BatchProfile
+from twdeploy.export.capability import inspect_capability
 from twdeploy.export.inputs import sample_images
 from twdeploy.export.lint import format_findings, has_errors, lint_model
-from twdeploy.export.onnx import DEFAULT_OPSET, save_onnx, to_onnx
+from twdeploy.export.onnx import DEFAULT_OPSET, MASK_DTYPES, save_onnx, to_onnx
 from twdeploy.export.report import Artifact, ExportReport, lint_dicts
 from twdeploy.export.triton import TritonOptions, write_repository
 from twdeploy.export.verify import Reference, Verification, measure, verify_against
@@ -64,6 +65,10 @@ class ExportOptions:
     device: str = "cpu"
     triton: Path | None = None
     triton_options: TritonOptions = field(default_factory=TritonOptions)
+    outputs: tuple[str, ...] = ("heatmaps",)
+    """Per-pixel graph outputs: ``heatmaps`` and / or ``mask`` (the argmax as class ids, inside the graph)."""
+    mask_dtype: str = "int32"
+    """``int32`` or ``uint8`` (up to 256 classes) for the ``mask`` output."""
 
 
 def run_dir(source: Path) -> Path:
@@ -91,6 +96,15 @@ def select(
         selected = card.build(options.class_chunk)
     except ValueError as exc:
         raise TwdeployError(f"class selection: {exc}") from None
+    try:
+        card = card.with_outputs(tuple(options.outputs))
+    except ValueError as exc:
+        raise TwdeployError(f"--{exc}") from None
+    if options.mask_dtype not in MASK_DTYPES or (options.mask_dtype == "uint8" and card.num_classes > 256):
+        raise TwdeployError(
+            f"--mask-dtype {options.mask_dtype}: choose int32, or uint8 for up to 256 classes "
+            f"(this model has {card.num_classes})"
+        )
     selected.load_state_dict(model.state_dict())
     return for_inference(selected), card
 
@@ -99,7 +113,7 @@ def _write_onnx(
     model: SegmentationModel, card: ModelCard, path: Path, options: ExportOptions, half: bool, report: ExportReport
 ) -> Artifact:
     began = time.perf_counter()
-    proto = to_onnx(model, card, options.opset, half)
+    proto = to_onnx(model, card, options.opset, half, options.mask_dtype)
     if options.simplify:
         from twdeploy.export.simplify import simplify
 
@@ -145,6 +159,8 @@ def export(
         "samples": options.samples,
         "device": options.device,
         "simplify": options.simplify,
+        "outputs": card.output_names,
+        "mask_dtype": options.mask_dtype if "mask" in card.outputs else None,
     }
     report = ExportReport(str(source), card.to_dict(), settings, inputs)
     log(f"exporting {card.arch} ({card.selection} classes) to {out}/ ...")
@@ -156,7 +172,12 @@ def export(
         fp16 = _write_onnx(model, card, out / "model.fp16.onnx", options, True, report)
         fp16.verification, _ = _verify_onnx(fp16.path, ref, images, options, compare.FP16)
         report.artifacts.append(fp16)
+    rejected = [_capability(art.path, report, log) for art in report.artifacts]
     report.write(out / REPORT_NAME)
+    if any(rejected):
+        raise TwdeployError(
+            f"{'; '.join(line for line in rejected if line)}; details in {out / REPORT_NAME}"
+        )
     try:
         if options.trt:
             _engine(report, out, options, card, images, ort_ref, log)
@@ -178,6 +199,14 @@ def export(
         folder = write_repository(options.triton, served, options.triton_options, source_onnx, run_dir(source).name)
         log(f"Triton model repository: {folder} (tritonserver --model-repository {options.triton})")
     return report
+
+
+def _capability(path: Path, report: ExportReport, log: Log) -> str:
+    """TensorRT's parser on ``path`` (skipped with the reason where it cannot run); the failure line, if any."""
+    verdict = inspect_capability(path)
+    report.capability[path.name] = verdict.to_dict()
+    log(f"{path.name}: {verdict.summary()}")
+    return f"{path.name}: {verdict.summary()}" if verdict.checked and not verdict.supported else ""
 
 
 def _verify_onnx(

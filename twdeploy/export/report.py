@@ -44,6 +44,8 @@ class ExportReport:
     inputs: str
     lint: list[dict[str, str]] = field(default_factory=list)
     artifacts: list[Artifact] = field(default_factory=list)
+    capability: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per ONNX file: TensorRT's parser verdict (export/capability.py), or why it was skipped."""
 
     @property
     def passed(self) -> bool:
@@ -59,6 +61,7 @@ class ExportReport:
             "settings": self.settings,
             "inputs": self.inputs,
             "lint": self.lint,
+            "capability": self.capability,
             "artifacts": [a.to_dict() for a in self.artifacts],
         }
 

@@ -72,12 +72,9 @@ class BackendRunner(BaseRunner):
     def infer_impl(self, feed_dict: dict[str, np.ndarray]) -> OrderedDict[str, np.ndarray]:
         images = feed_dict[INPUT]
         began = time.perf_counter()
-        logits, heatmaps, class_ids = self.backend.infer(images)
+        out = self.backend.infer(images)
         self.inference_time = time.perf_counter() - began
-        outputs = OrderedDict(logits=logits, heatmaps=heatmaps)
-        if class_ids is not None:
-            outputs["class_ids"] = class_ids
-        return outputs
+        return OrderedDict((name, value) for name, value in out._asdict().items() if value is not None)
 
 
 @dataclass(frozen=True)

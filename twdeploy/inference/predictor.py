@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from twdeploy.data.transforms import Normalization, to_input
 from twdeploy.inference.display import Viewer
@@ -22,8 +21,7 @@ from twdeploy.inference.results import SegmentResult
 from twdeploy.inference.sinks import SegmentWriter
 from twdeploy.inference.sources import Frame, Skipped
 from twdeploy.model.card import ModelCard
-from twdeploy.model.segmenter import masks_from_heatmaps
-from twdeploy.runtime import Backend
+from twdeploy.runtime import Backend, Outputs
 
 STAGES = ("decode", "preprocess", "inference", "postprocess")
 LIVE_MAX_WAIT_S = 0.05
@@ -53,13 +51,9 @@ class Preprocessor:
         return Prepared(item, tensor, (time.perf_counter() - start) * 1000)
 
 
-def masks_at_original_size(
-    heatmaps: np.ndarray, class_ids: np.ndarray | None, sizes: list[tuple[int, int]]
-) -> list[np.ndarray]:
-    """``argmax_c h_c`` mapped to class ids, resized (nearest) to each image's original (H, W)."""
-    ids = None if class_ids is None else torch.from_numpy(class_ids)
-    masks = masks_from_heatmaps(torch.from_numpy(heatmaps), ids).numpy()
-    return [resize_mask(mask, size) for mask, size in zip(masks, sizes, strict=True)]
+def masks_at_original_size(outputs: Outputs, sizes: list[tuple[int, int]]) -> list[np.ndarray]:
+    """The batch's class-id masks (the graph's own, or the heatmaps' argmax), nearest-resized to each (H, W)."""
+    return [resize_mask(mask, size) for mask, size in zip(outputs.masks(), sizes, strict=True)]
 
 
 @dataclass
@@ -113,18 +107,22 @@ def _infer_batch(backend: Backend, prepared: list[Prepared]) -> Iterator[Segment
     """Infer one batch and turn its outputs into one result per frame."""
     n = len(prepared)
     t0 = time.perf_counter()
-    logits, heatmaps, class_ids = backend.infer(np.stack([p.tensor for p in prepared]))
+    out = backend.infer(np.stack([p.tensor for p in prepared]))
     t1 = time.perf_counter()
-    masks = masks_at_original_size(heatmaps, class_ids, [p.frame.size for p in prepared])
-    probs = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+    masks = masks_at_original_size(out, [p.frame.size for p in prepared])
+    probs = 1.0 / (1.0 + np.exp(-out.logits.astype(np.float64)))
     post_ms = (time.perf_counter() - t1) * 1000 / n
     infer_ms = (t1 - t0) * 1000 / n
     names = tuple(backend.card.class_names)
     for i, (p, mask) in enumerate(zip(prepared, masks, strict=True)):
-        ids = list(range(heatmaps.shape[1])) if class_ids is None else [int(c) for c in class_ids[i]]
+        heatmaps = None if out.heatmaps is None else out.heatmaps[i]
+        if out.class_ids is not None:
+            ids = [int(c) for c in out.class_ids[i]]
+        else:
+            ids = [] if heatmaps is None else list(range(len(heatmaps)))
         speed = {"decode": p.frame.decode_ms, "preprocess": p.preprocess_ms}
         speed |= {"inference": infer_ms, "postprocess": post_ms}
-        yield SegmentResult(p.frame, mask, heatmaps[i], ids, probs[i].astype(np.float32), names, speed)
+        yield SegmentResult(p.frame, mask, heatmaps, ids, probs[i].astype(np.float32), names, speed)
 
 
 def run_segment(

@@ -19,13 +19,14 @@ class SegmentResult:
     """Masks, heatmaps and tag probabilities of one frame.
 
     ``orig_img`` is the image as read (8-bit BGR, OpenCV's order), ``mask`` its class ids at the
-    original size, ``heatmaps[i]`` the model-size heatmap of class ``class_ids[i]``, ``tag_probs``
-    the sigmoid of the logits (one per class), ``speed`` milliseconds per stage.
+    original size, ``heatmaps[i]`` the model-size heatmap of class ``class_ids[i]`` (None for a
+    model exported with ``--outputs mask``), ``tag_probs`` the sigmoid of the logits (one per
+    class), ``speed`` milliseconds per stage.
     """
 
     frame: Frame
     mask: np.ndarray
-    heatmaps: np.ndarray
+    heatmaps: np.ndarray | None
     class_ids: list[int]
     tag_probs: np.ndarray
     names: tuple[str, ...]

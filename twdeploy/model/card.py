@@ -19,6 +19,8 @@ SegmentationModel = Segmenter | UNet
 """What a card builds: ``forward(images) -> (logits, heatmaps or score maps[, class_ids])``."""
 MODEL_KINDS = ("heatmap", "unet", "mtunet")
 """``heatmap``: the classifier + tied LRP decoder; ``unet`` / ``mtunet``: the paper's baselines (model/unet.py)."""
+PIXEL_OUTPUTS = ("heatmaps", "mask")
+"""Per-pixel outputs an exported graph can have: the float class maps, and/or their argmax as class ids."""
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,8 @@ class ModelCard:
     """Model kind, architecture, classes, input geometry, preprocessing and class selection of a model.
 
     ``model`` is one of :data:`MODEL_KINDS`; cards written before it existed are ``heatmap``.
+    ``outputs`` are the per-pixel outputs of the artefact (:data:`PIXEL_OUTPUTS`): a torch model
+    and a default export give ``heatmaps``; ``export --outputs mask`` puts the argmax in the graph.
     """
 
     arch: str
@@ -38,8 +42,11 @@ class ModelCard:
     topk: int | None = None
     version: int = CARD_VERSION
     model: str = "heatmap"
+    outputs: tuple[str, ...] = ("heatmaps",)
 
     def __post_init__(self) -> None:
+        if not self.outputs or set(self.outputs) - set(PIXEL_OUTPUTS):
+            raise ValueError(f"outputs {','.join(self.outputs)!r}: choose from {', '.join(PIXEL_OUTPUTS)}")
         if self.model not in MODEL_KINDS:
             raise ValueError(f"unknown model kind {self.model!r}; choose one of: {', '.join(MODEL_KINDS)}")
         if self.model != "heatmap" and self.selection != "all":
@@ -77,6 +84,19 @@ class ModelCard:
         """The same model with another class selection (an export choice)."""
         return replace(self, classes=classes, topk=topk)
 
+    def with_outputs(self, outputs: tuple[str, ...]) -> ModelCard:
+        """The same model with other per-pixel outputs (an export choice), in :data:`PIXEL_OUTPUTS` order."""
+        order = {name: i for i, name in enumerate(PIXEL_OUTPUTS)}
+        return replace(self, outputs=tuple(sorted(set(outputs), key=lambda o: order.get(o, len(order)))))
+
+    @property
+    def output_names(self) -> list[str]:
+        """The graph's output names, in order: logits, [heatmaps], [class_ids], [mask]."""
+        names = ["logits"]
+        names += ["heatmaps"] if "heatmaps" in self.outputs else []
+        names += ["class_ids"] if self.selection != "all" else []
+        return names + (["mask"] if "mask" in self.outputs else [])
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-compatible dict."""
         return asdict(self)
@@ -92,7 +112,7 @@ class ModelCard:
             raise ValueError(f"model card version {data['version']} is newer than this twdeploy understands")
         known = {f for f in cls.__dataclass_fields__}
         values = {k: v for k, v in data.items() if k in known}
-        for key in ("class_names", "image_size", "classes"):
+        for key in ("class_names", "image_size", "classes", "outputs"):
             if values.get(key) is not None:
                 values[key] = tuple(values[key])
         return cls(**values)

@@ -45,7 +45,7 @@ def read_onnx_card(path: str | os.PathLike[str]) -> ModelCard:
         card = ModelCard.from_json(props[CARD_KEY])
     except (ValueError, TypeError, AttributeError, KeyError) as exc:
         raise TwdeployError(f"{path}: unusable model card ({exc}); re-export with this twdeploy") from None
-    missing = [name for name in ("logits", "heatmaps") if name not in {o.name for o in proto.graph.output}]
+    missing = [name for name in card.output_names if name not in {o.name for o in proto.graph.output}]
     if missing:
         raise TwdeployError(
             f"{path}: ONNX model has a twdeploy card but no {' or '.join(missing)} output (edited after "

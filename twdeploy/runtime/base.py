@@ -1,21 +1,51 @@
-"""The backend interface: a model file in, ``infer(batch) -> (logits, heatmaps, class_ids)`` out."""
+"""The backend interface: a model file in, ``infer(batch) -> Outputs(logits, heatmaps, class_ids, mask)`` out."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
+import torch
 
 from twdeploy.errors import TwdeployError
 from twdeploy.model.card import ModelCard
+from twdeploy.model.segmenter import masks_from_heatmaps
 
-Outputs = tuple[np.ndarray, np.ndarray, np.ndarray | None]
-"""``logits (N, K)``, ``heatmaps (N, K', H, W)`` and ``class_ids (N, K')`` (None when K' = K, all classes)."""
+
+class Outputs(NamedTuple):
+    """One batch's outputs; what a model does not output is None.
+
+    ``logits (N, K)``; ``heatmaps (N, K', H, W)`` float32; ``class_ids (N, K')`` (None when
+    K' = K, all classes); ``mask (N, H, W)`` class ids, from a graph exported with the argmax inside.
+    """
+
+    logits: np.ndarray
+    heatmaps: np.ndarray | None
+    class_ids: np.ndarray | None = None
+    mask: np.ndarray | None = None
+
+    def masks(self) -> np.ndarray:
+        """Class-id masks ``(N, H, W)`` int64: the graph's own mask, else the argmax of the heatmaps."""
+        if self.mask is not None:
+            return self.mask.astype(np.int64, copy=False)
+        if self.heatmaps is None:
+            raise ValueError("outputs have neither a mask nor heatmaps")
+        ids = None if self.class_ids is None else torch.from_numpy(self.class_ids)
+        return masks_from_heatmaps(torch.from_numpy(self.heatmaps), ids).numpy()
+
 
 BACKEND_NAMES = ("torch", "onnxruntime", "tensorrt", "triton")
 CHECKPOINT_SUFFIXES = frozenset({".pt", ".pth"})
+RUN_EXPORTS = ("export/model.onnx", "export/model.fp16.onnx", "export/model.engine", "export/model.fp16.engine")
+"""Where ``twdeploy export`` leaves a run's artefacts, float32 and float16."""
+
+
+def run_exports(run: str | Path) -> list[Path]:
+    """The exported models inside a run folder that exist (none for a file)."""
+    path = Path(run)
+    return [path / rel for rel in RUN_EXPORTS if path.is_dir() and (path / rel).is_file()]
 
 
 class Backend(Protocol):
@@ -92,11 +122,5 @@ def run_in_chunks(run: Callable[[np.ndarray], Outputs], batch: np.ndarray, low: 
         if count < low:
             pad = np.zeros((low - count, *chunk.shape[1:]), chunk.dtype)
             chunk = np.concatenate([chunk, pad])
-        logits, heatmaps, ids = run(chunk)
-        parts.append((logits[:count], heatmaps[:count], None if ids is None else ids[:count]))
-    ids_parts = [p[2] for p in parts]
-    return (
-        np.concatenate([p[0] for p in parts]),
-        np.concatenate([p[1] for p in parts]),
-        None if ids_parts[0] is None else np.concatenate(ids_parts),
-    )
+        parts.append(Outputs(*(None if t is None else t[:count] for t in run(chunk))))
+    return Outputs(*(None if ts[0] is None else np.concatenate(ts) for ts in zip(*parts, strict=True)))

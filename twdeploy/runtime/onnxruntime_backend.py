@@ -68,8 +68,13 @@ class OnnxRuntimeBackend:
     def _run(self, batch: np.ndarray) -> Outputs:
         feed = {self.input_name: batch.astype(self.input_dtype, copy=False)}
         out = dict(zip(self.output_names, self.session.run(None, feed), strict=True))
-        ids = out.get("class_ids")
-        return out["logits"].astype(np.float32), out["heatmaps"].astype(np.float32), ids
+        heatmaps = out.get("heatmaps")
+        return Outputs(
+            out["logits"].astype(np.float32),
+            None if heatmaps is None else heatmaps.astype(np.float32),
+            out.get("class_ids"),
+            out.get("mask"),
+        )
 
     def infer(self, batch: np.ndarray) -> Outputs:
         fixed = self.static_batch

@@ -67,11 +67,12 @@ class TensorRTBackend:
     def _run(self, batch: np.ndarray) -> Outputs:
         x = torch.from_numpy(batch).to(self.dev, self.input_dtype).contiguous()
         out = self.runner.infer({self.input_name: x})
-        ids = out.get("class_ids")
-        return (
+        heatmaps, ids, mask = (out.get(name) for name in ("heatmaps", "class_ids", "mask"))
+        return Outputs(
             out["logits"].float().cpu().numpy(),
-            out["heatmaps"].float().cpu().numpy(),
+            None if heatmaps is None else heatmaps.float().cpu().numpy(),
             None if ids is None else ids.long().cpu().numpy(),
+            None if mask is None else mask.cpu().numpy(),
         )
 
     def infer(self, batch: np.ndarray) -> Outputs:

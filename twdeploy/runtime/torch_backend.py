@@ -47,7 +47,7 @@ class TorchBackend:
         with torch.inference_mode(), autocast:
             outputs = self.model(x)
         logits, heatmaps = (t.float().cpu().numpy() for t in outputs[:2])
-        return logits, heatmaps, outputs[2].cpu().numpy() if len(outputs) == 3 else None
+        return Outputs(logits, heatmaps, outputs[2].cpu().numpy() if len(outputs) == 3 else None)
 
     def close(self) -> None:
         self.model.cpu()

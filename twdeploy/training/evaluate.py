@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +15,10 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from twdeploy.data import Normalization, build_dataset
 from twdeploy.errors import TwdeployError
 from twdeploy.model.card import ModelCard, SegmentationModel
-from twdeploy.model.io import load_model
-from twdeploy.model.segmenter import masks_from_heatmaps
-from twdeploy.runtime import Backend
+from twdeploy.model.card_files import read_engine_info, read_metadata
+from twdeploy.model.io import load_model, resolve_checkpoint
+from twdeploy.runtime import Backend, detect_backend, open_backend
+from twdeploy.runtime.base import run_exports
 from twdeploy.training.data import eval_loader
 from twdeploy.training.device import autocast, resolve_device
 from twdeploy.training.metrics import ConfusionMatrix, MultiLabelF1
@@ -129,12 +131,11 @@ def evaluate_backend(
     images = 0
     with torch.random.fork_rng(devices=[]):
         for batch in eval_loader(dataset, batch_size):
-            logits, heatmaps, class_ids = backend.infer(batch["image"].numpy())
-            ids = None if class_ids is None else torch.from_numpy(class_ids)
-            masks = masks_from_heatmaps(torch.from_numpy(heatmaps), ids)
+            out = backend.infer(batch["image"].numpy())
+            masks = torch.from_numpy(out.masks())
             has_mask = batch["has_mask"]
             confusion.update(masks[has_mask], batch["mask"][has_mask])
-            f1.update(torch.from_numpy(logits), batch["tags"])
+            f1.update(torch.from_numpy(out.logits), batch["tags"])
             images += len(batch["image"])
     return EvalResult(
         class_names=list(card.class_names),
@@ -145,3 +146,84 @@ def evaluate_backend(
         f1_macro=f1.f1("macro"),
         images=images,
     )
+
+
+@dataclass
+class FormatResult:
+    """One model file (one format) evaluated on the shared validation set; ``error`` when it could not run."""
+
+    format: str
+    model: str
+    provider: str
+    size_mb: float | None
+    result: EvalResult | None
+    seconds: float
+    error: str = ""
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-compatible dict (the evaluation's scalar metrics flattened in)."""
+        out: dict[str, object] = {k: v for k, v in asdict(self).items() if k != "result"}
+        if self.result is not None:
+            return out | self.result.summary()
+        return out | {f.name: None for f in fields(EvalResult) if f.name not in ("class_names", "iou")}
+
+
+def format_name(model: str | Path) -> str:
+    """``torch``, ``onnx fp32|fp16`` or ``tensorrt fp32|fp16``, from the file and its own metadata."""
+    kind = detect_backend(model)
+    if kind == "torch":
+        return "torch"
+    try:
+        if kind == "onnxruntime":
+            return f"onnx {read_metadata(model).get('twdeploy.precision', 'fp32')}"
+        return f"tensorrt {read_engine_info(Path(model)).get('precision', 'fp32')}"
+    except TwdeployError:
+        return "onnx" if kind == "onnxruntime" else "tensorrt"
+
+
+def _size_mb(model: Path) -> float | None:
+    try:
+        path = resolve_checkpoint(model) if detect_backend(model) == "torch" else model
+        return path.stat().st_size / 2**20
+    except (OSError, TwdeployError):
+        return None
+
+
+def evaluate_formats(
+    models: Sequence[str | Path],
+    data: str,
+    split: str = "val",
+    batch_size: int = 16,
+    device: str = "auto",
+    max_images: int | None = None,
+    with_exports: bool = False,
+) -> list[FormatResult]:
+    """Evaluate every model (``with_exports``: a run folder's exports too) on the same set, as ``segment`` runs it.
+
+    Each model runs on its own runtime backend (torch, ONNX Runtime, TensorRT), so the rows
+    compare formats on one code path; a model that cannot be opened or run gets its error
+    instead of metrics. Raises when none could be evaluated.
+    """
+    paths: list[Path] = []
+    for model in models:
+        for path in [Path(model), *(run_exports(model) if with_exports else [])]:
+            if path not in paths:
+                paths.append(path)
+    rows = []
+    for path in paths:
+        began = time.perf_counter()
+        provider, result, error = "", None, ""
+        try:
+            backend = open_backend(path, "auto", device)
+            provider = backend.provider
+            try:
+                result = evaluate_backend(backend, data, split, batch_size, max_images)
+            finally:
+                backend.close()
+        except TwdeployError as exc:
+            error = str(exc)
+        name = format_name(path) if path.exists() else "?"
+        rows.append(FormatResult(name, str(path), provider, _size_mb(path), result, time.perf_counter() - began, error))
+    if all(row.result is None for row in rows):
+        raise TwdeployError("no model could be evaluated: " + "; ".join(row.error for row in rows))
+    return rows
