@@ -9,8 +9,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from twdeploy.model.io import load_model
+from twdeploy.model.segmenter import parse_memory
 from twdeploy.runtime import detect_backend, open_backend
-from twdeploy.training.evaluate import EvalResult, evaluate_backend, evaluate_checkpoint
+from twdeploy.runtime.device import resolve_device
+from twdeploy.training.data import eval_loader
+from twdeploy.training.evaluate import EvalResult, eval_dataset, evaluate, evaluate_backend
 
 console = Console()
 
@@ -40,6 +44,13 @@ def main(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     amp: Annotated[bool, typer.Option(help="bf16 autocast on CUDA (ignored on CPU).")] = True,
     class_chunk: Annotated[int | None, typer.Option(help="Decode this many classes at a time (bounds memory).")] = None,
+    max_memory: Annotated[
+        str | None,
+        typer.Option(
+            help="Run or checkpoint: byte budget for the decoder's class-folded tensors, e.g. 2GB or 512MiB "
+            "(default 2GiB; --class-chunk wins); the classes are decoded in chunks that fit, with the same results."
+        ),
+    ] = None,
     max_images: Annotated[int | None, typer.Option(help="Evaluate on the first N images only.")] = None,
 ) -> None:
     """Evaluate a trained model.
@@ -50,10 +61,14 @@ def main(
       twdeploy eval runs/NAME/checkpoints/last.pt --data synthetic --split test
       twdeploy eval runs/NAME/export/model.onnx       # the exported model, as segment runs it
     """
+    budget = None if max_memory is None else parse_memory(max_memory)
     if detect_backend(model) == "torch":
-        result = evaluate_checkpoint(model, data, split, batch_size, device, amp, class_chunk, max_images)
+        loaded, card = load_model(model, class_chunk, max_memory=budget)
+        dev = resolve_device(device)
+        loader = eval_loader(eval_dataset(card, model, data, split, max_images), batch_size)
+        result = evaluate(loaded.to(dev), loader, list(card.class_names), dev, amp)
     else:
-        backend = open_backend(model, "auto", device)
+        backend = open_backend(model, "auto", device, max_memory=budget)
         try:
             result = evaluate_backend(backend, data, split, batch_size, max_images)
         finally:

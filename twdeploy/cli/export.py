@@ -15,6 +15,7 @@ from twdeploy.export.onnx import DEFAULT_OPSET
 from twdeploy.export.pipeline import ExportOptions, export
 from twdeploy.export.report import table
 from twdeploy.export.triton import INSTANCE_KINDS, TritonOptions
+from twdeploy.model.segmenter import parse_memory
 
 
 def _classes(text: str | None) -> tuple[int, ...] | None:
@@ -42,6 +43,14 @@ def main(
         Path | None, typer.Option(help="Only lint this ONNX file against TensorRT's parser.", show_default=False)
     ] = None,
     class_chunk: Annotated[int | None, typer.Option(help="Decode this many classes at a time (bounds memory).")] = None,
+    max_memory: Annotated[
+        str | None,
+        typer.Option(
+            help="Byte budget for the decoder's class-folded tensors, e.g. 2GB or 512MiB (default 2GiB; "
+            "--class-chunk wins): the torch verification run and the graph's class chunks (sized at the trace "
+            "batch of 2) fit it."
+        ),
+    ] = None,
     workspace: Annotated[float, typer.Option(help="TensorRT workspace limit in GB.")] = 4.0,
     device: Annotated[
         str, typer.Option(help="Where ONNX Runtime verifies: cpu, or auto/cuda/cuda:N (its CUDA/TensorRT providers).")
@@ -88,6 +97,7 @@ def main(
         trt=trt,
         simplify=simplify,
         class_chunk=class_chunk,
+        max_memory=None if max_memory is None else parse_memory(max_memory),
         workspace_gb=workspace,
         device=device,
         triton=triton,
