@@ -6,16 +6,28 @@ residual sums) for every class (the baseline); background + top-k. Ratios are ag
 loop measured in the same run, and against the floor ``(1 + K) x forward`` (same run);
 GFLOP/s against a large matmul measured in the same run.
 
+``--memory`` instead runs one inference pass per configuration (architecture, batch, all
+classes or top-k), each in its own child process, and reports its peak RSS (Linux ``VmHWM``):
+of the whole process, and over the RSS once the model is built (the peak is reset there), with
+the goals "batch-4 peak <= 1.2 x 4 x batch-1 peak" and "vgg16 batch-4 peak <= 2.5 GB" checked.
+
     OMP_WAIT_POLICY=ACTIVE python benchmarks/relevance.py --archs resnet50 vgg16 --batches 1 4
+    OMP_WAIT_POLICY=ACTIVE python benchmarks/relevance.py --memory --size 256 --threads 1
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
+import json
 import os
+import re
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from rich.console import Console
@@ -24,6 +36,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from twdeploy import Segmenter
 from twdeploy.model import fold_batchnorm
+from twdeploy.model.segmenter import DEFAULT_MAX_MEMORY, parse_memory
+
+GOAL_BATCH_FACTOR = 1.2
+GOAL_VGG16_PEAK_GB = 2.5
 
 
 def median_seconds(fn: Callable[[], object], repeats: int) -> float:
@@ -50,10 +66,12 @@ def matmul_gflops(repeats: int) -> float:
     return 2 * 2048**3 / median_seconds(lambda: a @ b, repeats) / 1e9
 
 
-def variants(arch: str, classes: int, topk: int, chunk: int | None) -> dict[str, Callable[[torch.Tensor], object]]:
+def variants(
+    arch: str, classes: int, topk: int, chunk: int | None, max_memory: int
+) -> dict[str, Callable[[torch.Tensor], object]]:
     """The measured computations, each a function of the input batch."""
-    unfolded = Segmenter(arch, num_classes=classes, class_chunk=chunk)
-    top = Segmenter(arch, num_classes=classes, topk=topk, class_chunk=chunk)
+    unfolded = Segmenter(arch, num_classes=classes, class_chunk=chunk, max_memory=max_memory)
+    top = Segmenter(arch, num_classes=classes, topk=topk, class_chunk=chunk, max_memory=max_memory)
     top.load_state_dict(unfolded.state_dict())
     full, top = fold_batchnorm(unfolded), fold_batchnorm(top)  # as export and segment run them
 
@@ -72,6 +90,75 @@ def variants(arch: str, classes: int, topk: int, chunk: int | None) -> dict[str,
     }
 
 
+def memory_status() -> dict[str, float]:
+    """This process's ``VmRSS`` and ``VmHWM`` (peak RSS since the last reset) in MiB, from ``/proc/self/status``."""
+    text = Path("/proc/self/status").read_text()
+    return {key: int(re.search(rf"{key}:\s+(\d+) kB", text)[1]) / 1024 for key in ("VmRSS", "VmHWM")}
+
+
+def memory_child(args: argparse.Namespace) -> None:
+    """Build one configuration, run one inference pass and print its memory figures (MiB) as JSON."""
+    arch, batch, selection = args.child.split(",")
+    topk = None if selection == "all" else args.topk
+    seg = Segmenter(arch, num_classes=args.classes, topk=topk, class_chunk=args.class_chunk, max_memory=args.max_memory)
+    model = fold_batchnorm(seg)  # as export and segment run it
+    del seg
+    gc.collect()
+    x = torch.rand(int(batch), 3, args.size, args.size)
+    Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS: building the model is not counted
+    loaded = memory_status()["VmRSS"]
+    with torch.no_grad():
+        model(x)
+    print(json.dumps({"loaded": loaded, "peak": memory_status()["VmHWM"]}))
+
+
+def memory_table(args: argparse.Namespace, console: Console) -> None:
+    """Peak RSS per configuration, each run in a child process of its own, and the goals checked."""
+    table = Table(title=f"inference peak RSS (MiB), {args.size} px, {args.classes} classes, one pass, BN folded")
+    columns = ("arch", "heatmaps", "batch", "model loaded", "peak", "peak - loaded", "peak ratio", "increase ratio")
+    for col in columns:
+        table.add_column(col, justify="left" if col in ("arch", "heatmaps") else "right")
+    peaks: dict[tuple[str, str, int], dict[str, float]] = {}
+    for arch in args.archs:
+        for selection in ("all", "topk"):
+            label = f"all {args.classes}" if selection == "all" else f"background + top-{args.topk}"
+            for batch in args.batches:
+                cmd = [sys.executable, __file__, *sys.argv[1:], "--child", f"{arch},{batch},{selection}"]
+                out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+                row = peaks[arch, selection, batch] = json.loads(out)
+                one = peaks.get((arch, selection, 1))
+                ratios = ["", ""]
+                if one and batch > 1:
+                    increase = (row["peak"] - row["loaded"]) / (batch * (one["peak"] - one["loaded"]))
+                    ratios = [f"{row['peak'] / (batch * one['peak']):.2f}", f"{increase:.2f}"]
+                cells = (row["loaded"], row["peak"], row["peak"] - row["loaded"])
+                table.add_row(arch, label, str(batch), *(f"{v:.0f}" for v in cells), *ratios)
+            table.add_section()
+    console.print(table)
+    console.print(
+        "peak ratio: peak / (batch x the batch-1 peak); increase ratio: the same for peak - loaded, "
+        "the memory the pass itself adds"
+    )
+    for (arch, selection, batch), row in peaks.items():
+        one = peaks.get((arch, selection, 1))
+        if batch != 4 or one is None:
+            continue
+        for what, factor in (
+            ("peak", row["peak"] / (4 * one["peak"])),
+            ("increase", (row["peak"] - row["loaded"]) / (4 * (one["peak"] - one["loaded"]))),
+        ):
+            console.print(
+                f"{arch}, {selection}: batch-4 {what} = {factor:.2f} x (4 x batch-1 {what}) "
+                f"({'met' if factor <= GOAL_BATCH_FACTOR else 'NOT met'}: goal <= {GOAL_BATCH_FACTOR})"
+            )
+        if arch == "vgg16":
+            gb = row["peak"] * 2**20 / 1e9
+            console.print(
+                f"{arch}, {selection}: batch-4 peak {gb:.2f} GB "
+                f"({'met' if gb <= GOAL_VGG16_PEAK_GB else 'NOT met'}: goal <= {GOAL_VGG16_PEAK_GB} GB)"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--archs", nargs="+", default=["resnet50", "vgg16"])
@@ -82,14 +169,26 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--class-chunk", type=int, default=None, help="bound decoder memory (same result)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--max-memory", type=parse_memory, default=DEFAULT_MAX_MEMORY, help="decoder budget, e.g. 2GiB (default)"
+    )
+    parser.add_argument("--memory", action="store_true", help="peak RSS per configuration instead of timings")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.child:
+        memory_child(args)
+        return
     console = Console(width=150)
     console.print(
         f"torch {torch.__version__}, threads={torch.get_num_threads()}, "
         f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "
-        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, input {args.size}x{args.size}"
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, input {args.size}x{args.size}, "
+        f"decoder budget {args.max_memory / 2**30:.2f} GiB"
     )
+    if args.memory:
+        memory_table(args, console)
+        return
     peak = matmul_gflops(args.repeats)
     console.print(f"reference: 2048^3 float32 matmul at {peak:.1f} GFLOP/s")
     table = Table(title="relevance decoder, CPU (median of runs)")
@@ -99,7 +198,7 @@ def main() -> None:
     torch.manual_seed(0)
     with torch.no_grad():
         for arch in args.archs:
-            runs = variants(arch, args.classes, args.topk, args.class_chunk)
+            runs = variants(arch, args.classes, args.topk, args.class_chunk, args.max_memory)
             for batch in args.batches:
                 x = torch.rand(batch, 3, args.size, args.size)
                 results = {}

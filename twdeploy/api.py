@@ -21,6 +21,7 @@ from twdeploy.inference.predictor import predict_stream
 from twdeploy.inference.results import SegmentResult
 from twdeploy.inference.sources import Skipped, Source, open_source
 from twdeploy.model.card import ModelCard
+from twdeploy.model.segmenter import parse_memory
 from twdeploy.runtime import Backend, open_backend
 from twdeploy.runtime.base import is_triton_url
 
@@ -42,9 +43,17 @@ def open_any_source(source: Any, vid_stride: int = 1) -> Source:
 class Model:
     """A loaded model on one backend, with the CLI's commands as methods."""
 
-    def __init__(self, path: str | Path, backend: str = "auto", device: str = "auto", half: bool = False) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        backend: str = "auto",
+        device: str = "auto",
+        half: bool = False,
+        max_memory: int | str | None = None,
+    ) -> None:
         self.path: str | Path = path if is_triton_url(path) else Path(path)
-        self.runtime: Backend = open_backend(self.path, backend, device, half)
+        budget = None if max_memory is None else parse_memory(max_memory, "max_memory")
+        self.runtime: Backend = open_backend(self.path, backend, device, half, max_memory=budget)
 
     @property
     def card(self) -> ModelCard:
@@ -91,6 +100,7 @@ class Model:
 
         ``batch`` may be given as on the command line (``4`` or ``"1,4,8"``), ``out`` as a string,
         ``outputs`` as ``"mask"`` or ``"mask,heatmaps"``.
+        ``max_memory`` as bytes or a size (``"2GB"``).
         """
         from twdeploy.export.batch import BatchProfile, parse_batch
         from twdeploy.export.pipeline import ExportOptions, export
@@ -110,6 +120,8 @@ class Model:
             options["classes"] = tuple(options["classes"])
         if isinstance(options.get("outputs"), str):
             options["outputs"] = tuple(p.strip() for p in options["outputs"].split(","))
+        if options.get("max_memory") is not None:
+            options["max_memory"] = parse_memory(options["max_memory"], "max_memory")
         return export(self.path, ExportOptions(**options))
 
     def benchmark(self, batches: Sequence[int] = (1, 4), **options: Any) -> Any:
@@ -133,12 +145,20 @@ class Model:
         return f"Model({str(self.path)!r}, {card.arch}, {card.num_classes} classes, {self.runtime.provider})"
 
 
-def load(path: str | Path, backend: str = "auto", device: str = "auto", half: bool = False) -> Model:
+def load(
+    path: str | Path,
+    backend: str = "auto",
+    device: str = "auto",
+    half: bool = False,
+    max_memory: int | str | None = None,
+) -> Model:
     """Load a run folder, ``.pt`` checkpoint, ``.onnx`` file, TensorRT ``.engine`` or served model.
 
     A served model is a Triton URL: ``triton://HOST[:PORT]/NAME`` (HTTP) or ``triton+grpc://HOST[:PORT]/NAME``.
+    ``max_memory`` (bytes, or a size such as ``"2GB"`` or ``"512MiB"``; default 2 GiB) bounds a torch
+    model's decoder tensors: the classes are decoded in chunks that fit, with the same heatmaps.
     """
-    return Model(path, backend, device, half)
+    return Model(path, backend, device, half, max_memory)
 
 
 def val(

@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from twdeploy.cli.options import deprecated_option, take_deprecated
+from twdeploy.model.segmenter import parse_memory
 from twdeploy.runtime import detect_backend, open_backend
 from twdeploy.training.evaluate import (
     EvalResult,
@@ -97,6 +98,13 @@ def main(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     amp: Annotated[bool, typer.Option(help="bf16 autocast on CUDA (one torch model; ignored on CPU).")] = True,
     class_chunk: Annotated[int | None, typer.Option(help="Decode this many classes at a time (bounds memory).")] = None,
+    max_memory: Annotated[
+        str | None,
+        typer.Option(
+            help="Run or checkpoint: byte budget for the decoder's class-folded tensors, e.g. 2GB or 512MiB "
+            "(default 2GiB; --class-chunk wins); the classes are decoded in chunks that fit, with the same results."
+        ),
+    ] = None,
     max_images: Annotated[int | None, typer.Option(help="Evaluate on the first N images only.")] = None,
     exports: Annotated[
         bool,
@@ -128,10 +136,11 @@ def main(
                     console.print(f"[yellow]failed[/yellow] {escape(r.model)}: {escape(r.error)}", highlight=False)
         return
     model = models[0]
+    budget = None if max_memory is None else parse_memory(max_memory)
     if detect_backend(model) == "torch":
-        result = evaluate_checkpoint(model, data, split, batch, device, amp, class_chunk, max_images)
+        result = evaluate_checkpoint(model, data, split, batch, device, amp, class_chunk, max_images, budget)
     else:
-        backend = open_backend(model, "auto", device)
+        backend = open_backend(model, "auto", device, max_memory=budget)
         try:
             result = evaluate_backend(backend, data, split, batch, max_images)
         finally:

@@ -16,6 +16,7 @@ from twdeploy.export.onnx import DEFAULT_OPSET
 from twdeploy.export.pipeline import ExportOptions, export
 from twdeploy.export.report import table
 from twdeploy.export.triton import INSTANCE_KINDS, TritonOptions
+from twdeploy.model.segmenter import parse_memory
 
 
 def _classes(text: str | None) -> tuple[str, ...] | None:
@@ -59,6 +60,14 @@ def main(
         ),
     ] = None,
     class_chunk: Annotated[int | None, typer.Option(help="Decode this many classes at a time (bounds memory).")] = None,
+    max_memory: Annotated[
+        str | None,
+        typer.Option(
+            help="Byte budget for the decoder's class-folded tensors, e.g. 2GB or 512MiB (default 2GiB; "
+            "--class-chunk wins): the torch verification run and the graph's class chunks (sized at the trace "
+            "batch of 2) fit it."
+        ),
+    ] = None,
     workspace: Annotated[float, typer.Option(help="TensorRT workspace limit in GB.")] = 4.0,
     device: Annotated[
         str, typer.Option(help="Where ONNX Runtime verifies: cpu, or auto/cuda/cuda:N (its CUDA/TensorRT providers).")
@@ -107,6 +116,7 @@ def main(
         trt=trt,
         simplify=simplify,
         class_chunk=class_chunk,
+        max_memory=None if max_memory is None else parse_memory(max_memory),
         workspace_gb=workspace,
         device=device,
         triton=triton,

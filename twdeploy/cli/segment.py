@@ -19,6 +19,7 @@ from twdeploy.inference.predictor import SegmentSummary, run_segment
 from twdeploy.inference.sinks import SAVE_ITEMS, SegmentWriter, default_save, next_run_dir
 from twdeploy.inference.sources import open_source
 from twdeploy.model.card import ModelCard
+from twdeploy.model.segmenter import parse_memory
 from twdeploy.paths import output_dir
 from twdeploy.runtime import open_backend
 from twdeploy.runtime.device import DEVICE_PATTERN
@@ -90,6 +91,13 @@ def main(
     ] = "auto",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     half: Annotated[bool, typer.Option("--half", help="float16 autocast (torch backend on CUDA).")] = False,
+    max_memory: Annotated[
+        str | None,
+        typer.Option(
+            help="Torch backend: byte budget for the decoder's class-folded tensors, e.g. 2GB or 512MiB "
+            "(default 2GiB); the classes are decoded in chunks that fit, with the same heatmaps."
+        ),
+    ] = None,
     batch: Annotated[int, typer.Option(min=1, help="Images per inference batch.")] = 1,
     save: Annotated[
         str | None,
@@ -107,9 +115,10 @@ def main(
     """Segment SOURCE with MODEL: masks (palette PNGs), overlays, heatmaps, annotated videos, results.jsonl."""
     console = Console(soft_wrap=True)
     check_device(device)
+    budget = None if max_memory is None else parse_memory(max_memory)
     out_dir = output_dir(out) if out is not None else next_run_dir()
     src = open_source(source, vid_stride)
-    runner = open_backend(model, backend, device, half)
+    runner = open_backend(model, backend, device, half, max_memory=budget)
     try:
         card = runner.card
         wanted = parse_save(save, src.kind)

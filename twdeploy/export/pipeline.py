@@ -60,6 +60,7 @@ class ExportOptions:
     trt: bool = False
     simplify: bool = False
     class_chunk: int | None = None
+    max_memory: int | None = None
     workspace_gb: float = 4.0
     samples: int = 4
     device: str = "cpu"
@@ -86,14 +87,14 @@ def prepare_output(out: Path) -> Path:
 def select(
     model: SegmentationModel, card: ModelCard, options: ExportOptions
 ) -> tuple[SegmentationModel, ModelCard]:
-    """The model with the export's class selection (and class chunk), same weights, a segmenter's batch norms folded."""
+    """The model with the export's class selection and decoder budget, same weights, batch norms folded."""
     if options.topk is not None and options.classes is not None:
         raise TwdeployError("--topk and --classes exclude each other; choose one")
     try:
         if options.topk is not None or options.classes is not None:
             classes = None if options.classes is None else card.class_ids(options.classes)
             card = card.with_selection(classes=classes, topk=options.topk)
-        selected = card.build(options.class_chunk)
+        selected = card.build(options.class_chunk, options.max_memory)
     except ValueError as exc:
         raise TwdeployError(f"class selection: {exc}") from None
     try:
@@ -156,6 +157,7 @@ def export(
         "half": options.half,
         "batch": vars(options.batch),
         "class_chunk": options.class_chunk,
+        "max_memory": options.max_memory,
         "samples": options.samples,
         "device": options.device,
         "simplify": options.simplify,

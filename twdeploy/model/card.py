@@ -122,8 +122,11 @@ class ModelCard:
         """Inverse of :meth:`to_json`."""
         return cls.from_dict(json.loads(text))
 
-    def build(self, class_chunk: int | None = None) -> SegmentationModel:
-        """A freshly initialised model of this kind, architecture and class selection."""
+    def build(self, class_chunk: int | None = None, max_memory: int | None = None) -> SegmentationModel:
+        """A freshly initialised model of this kind, architecture and class selection.
+
+        ``class_chunk`` and ``max_memory`` bound a segmenter's decoder memory (runtime choices, not in the card).
+        """
         if self.model == "unet":
             return UNet(self.arch, self.num_classes, self.in_channels)
         if self.model == "mtunet":
@@ -136,4 +139,5 @@ class ModelCard:
             classes=self.classes,
             topk=self.topk,
             class_chunk=class_chunk,
+            max_memory=max_memory,
         )

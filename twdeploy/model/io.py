@@ -110,16 +110,17 @@ def weights_arch(state: dict[str, Any], card: ModelCard) -> str | None:
 
 
 def load_model(
-    path: str | Path, class_chunk: int | None = None, fold_bn: bool = True
+    path: str | Path, class_chunk: int | None = None, fold_bn: bool = True, max_memory: int | None = None
 ) -> tuple[SegmentationModel, ModelCard]:
     """Rebuild the model (its card's kind) of a checkpoint or run folder, in eval mode.
 
-    ``fold_bn`` merges a segmenter's batch norms into their convs (canonical LRP, ``fold_batchnorm``).
+    ``fold_bn`` merges a segmenter's batch norms into their convs (canonical LRP, ``fold_batchnorm``);
+    ``class_chunk`` / ``max_memory`` bound its decoder memory (:class:`~twdeploy.model.segmenter.Segmenter`).
     """
     file = resolve_checkpoint(path)
     payload = read_checkpoint(file)
     card = checkpoint_card(payload, file)
-    model = card.build(class_chunk)
+    model = card.build(class_chunk, max_memory)
     state = payload.get("model")
     try:
         if not isinstance(state, dict):

@@ -6,8 +6,8 @@ A rule's result may be a :class:`Scaled` relevance ``a * c`` whose class-indepen
 ``a`` is kept apart: the next rule down divides by ``stab(z)``, and forms ``a / stab(z)`` once
 per image instead of multiplying and dividing the class-folded tensor (one multiply per layer).
 Every function here is built from ONNX ops that TensorRT's parser accepts (Conv,
-ConvTranspose, MatMul, Slice, Equal, Where, arithmetic): no MaxUnpool, no pooling indices,
-no Col2Im, no data-dependent Python branches.
+ConvTranspose, MatMul, Pad, Slice, Concat, Transpose, Reshape, Equal, arithmetic): no MaxUnpool,
+no pooling indices, no Col2Im, no data-dependent Python branches.
 """
 
 from __future__ import annotations
@@ -132,8 +132,67 @@ def residual(f: Tensor, s: Tensor, total: Tensor, r: Relevance, eps: float) -> t
     return Scaled(divided, f), Scaled(divided, s)
 
 
-def _window_offsets(kernel: tuple[int, int]) -> list[tuple[int, int]]:
-    return [(i, j) for i in range(kernel[0]) for j in range(kernel[1])]
+def _first_max_weights(
+    a: Tensor, y: Tensor, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int], dtype: torch.dtype
+) -> dict[tuple[int, int], Tensor]:
+    """Per window offset ``(i, j)``: 1 where it holds its window's first max (scan order), else 0; (N, C, *y)."""
+    h_out, w_out = static_shape(y, 2)
+    padded = F.pad(a, (padding[1], padding[1], padding[0], padding[0]), value=float("-inf"))
+    taken = torch.zeros_like(y, dtype=torch.bool)
+    wins = {}
+    for i in range(kernel[0]):
+        for j in range(kernel[1]):
+            window = padded[
+                :,
+                :,
+                i : i + stride[0] * (h_out - 1) + 1 : stride[0],
+                j : j + stride[1] * (w_out - 1) + 1 : stride[1],
+            ]
+            won = (window == y) & ~taken
+            taken = taken | won
+            wins[i, j] = cast(won, dtype)
+    return wins
+
+
+def _phase_grid(phases: list[list[Tensor]]) -> Tensor:
+    """``phases[p][q]`` (..., h, w) as one (..., h, sh, w, sw) view: row ``h*sh + p``, column ``w*sw + q`` once flat.
+
+    Stacked ahead of the spatial dims and transposed: stacking on the last dim would copy in
+    runs of one element.
+    """
+    sh, sw = len(phases), len(phases[0])
+    stacked = torch.stack([t for row in phases for t in row], dim=-3)
+    grid = stacked.reshape((-1, *static_shape(stacked, 1)[:-3], sh, sw, *static_shape(stacked, stacked.dim() - 2)))
+    d = grid.dim()
+    return grid.permute(*range(d - 4), d - 2, d - 4, d - 1, d - 3)
+
+
+def _flatten_grid(grid: Tensor) -> Tensor:
+    """(..., h, sh, w, sw) -> (..., h*sh, w*sw)."""
+    h, sh, w, sw = static_shape(grid, grid.dim() - 4)
+    return grid.reshape((-1, *static_shape(grid, 1)[:-4], h * sh, w * sw))
+
+
+def _phase_sums(
+    c: Tensor, weights: dict[tuple[int, int], Tensor], kernel: tuple[int, int], stride: tuple[int, int]
+) -> list[list[Tensor]]:
+    """Per phase ``(i % sh, j % sw)``: the sum of ``c * weight`` over its offsets, shifted by ``(i // sh, j // sw)``.
+
+    Phases are ``(h_out + (kh - 1) // sh, w_out + (kw - 1) // sw)`` cells; a phase no offset
+    falls in (kernel < stride) is zero.
+    """
+    sh, sw = stride
+    ru, rv = (kernel[0] - 1) // sh, (kernel[1] - 1) // sw
+    h_q, w_q = int(c.shape[-2]) + ru, int(c.shape[-1]) + rv
+    c_pad = F.pad(c, (rv, rv, ru, ru))
+    sums: dict[tuple[int, int], Tensor] = {}
+    for (i, j), w in weights.items():
+        u, v = i // sh, j // sw
+        term = c_pad[..., ru - u : ru - u + h_q, rv - v : rv - v + w_q] * F.pad(w, (v, rv - v, u, ru - u)).unsqueeze(1)
+        phase = (i % sh, j % sw)
+        sums[phase] = sums[phase] + term if phase in sums else term
+    zero = torch.zeros_like(sums[0, 0])
+    return [[sums.get((p, q), zero) for q in range(sw)] for p in range(sh)]
 
 
 def maxpool2d(
@@ -147,41 +206,28 @@ def maxpool2d(
     """Winner-take-all: each output cell's relevance goes to the first max of its window.
 
     Equals ``R * d maxpool(a) / d a`` (torch's gradient, first max in scan order on ties);
-    contributions of overlapping windows sum. Built from Slice, Equal and a grouped
-    ConvTranspose with a one-hot kernel (the scatter back to input positions).
+    contributions of overlapping windows sum. Padded-input row ``stride * o + i`` (window ``o``,
+    offset ``i``) is row ``o + i // stride`` of phase ``i % stride``: each phase sums its offsets'
+    shares at the output resolution, then the phases are interleaved. Without overlap
+    (kernel <= stride) a phase holds one offset, and the result is ``R`` upsampled (a broadcast)
+    times the interleaved winner mask. Built from Pad, Slice, Equal, Mul, Add, Concat, Transpose
+    and Reshape.
     """
-    channels, height, width = static_shape(a)
     c, shared = (r.c, r.a) if isinstance(r, Scaled) else (r, None)
-    classes = int(c.shape[1])
-    h_out, w_out = static_shape(y, 2)
-    padded = F.pad(a, (padding[1], padding[1], padding[0], padding[0]), value=float("-inf"))
-    taken = torch.zeros_like(y, dtype=torch.bool)
-    wins = []
-    for i, j in _window_offsets(kernel):
-        window = padded[
-            :,
-            :,
-            i : i + stride[0] * (h_out - 1) + 1 : stride[0],
-            j : j + stride[1] * (w_out - 1) + 1 : stride[1],
-        ]
-        won = (window == y) & ~taken
-        taken = taken | won
-        wins.append(won)
-    cells = kernel[0] * kernel[1]
-    winners = cast(torch.stack(wins, dim=2), c.dtype)
+    weights = _first_max_weights(a, y, kernel, stride, padding, c.dtype)
     if shared is not None:
-        winners = winners * shared.unsqueeze(2)
-    stacked = (c.unsqueeze(3) * winners.unsqueeze(1)).reshape(-1, channels * cells, h_out, w_out)
-    one_hot = torch.eye(cells, dtype=c.dtype, device=c.device).reshape(cells, 1, *kernel)
-    scatter = one_hot.repeat(channels, 1, 1, 1)
-    hp, wp = height + 2 * padding[0], width + 2 * padding[1]
-    output_padding = (
-        hp - ((h_out - 1) * stride[0] + kernel[0]),
-        wp - ((w_out - 1) * stride[1] + kernel[1]),
-    )
-    placed = F.conv_transpose2d(stacked, scatter, None, stride, 0, output_padding, channels)
-    placed = placed[:, :, padding[0] : padding[0] + height, padding[1] : padding[1] + width]
-    return unfold(placed, classes)
+        weights = {offset: w * shared for offset, w in weights.items()}
+    if kernel[0] <= stride[0] and kernel[1] <= stride[1]:
+        absent = torch.zeros_like(weights[0, 0])
+        grid = [[weights.get((p, q), absent) for q in range(stride[1])] for p in range(stride[0])]
+        placed = _flatten_grid(c[:, :, :, :, None, :, None] * _phase_grid(grid).contiguous().unsqueeze(1))
+    else:
+        placed = _flatten_grid(_phase_grid(_phase_sums(c, weights, kernel, stride)))
+    height, width = static_shape(a, 2)
+    missing = [max(0, padding[d] + size - int(placed.shape[d - 2])) for d, size in enumerate((height, width))]
+    if max(missing) > 0:  # rows and columns no window covers (floor mode)
+        placed = F.pad(placed, (0, missing[1], 0, missing[0]))
+    return placed[..., padding[0] : padding[0] + height, padding[1] : padding[1] + width]
 
 
 def pooling_matrix(size_in: int, size_out: int, dtype: torch.dtype, device: torch.device) -> Tensor:

@@ -4,11 +4,13 @@ All selected classes go through **one** decoder pass: the class axis is folded i
 batch axis of the relevance tensors (optionally in chunks of ``class_chunk`` classes, which
 bounds memory and gives the same result). Without an explicit ``class_chunk`` the chunk is
 chosen so the class-folded relevance tensors stay within ``max_memory`` bytes (an estimate:
-``LIVE_TENSORS`` tensors the size of the largest saved activation, times the chunk).
+``LIVE_TENSORS`` tensors the size of the largest saved activation, times the chunk). The
+budget is a runtime choice (``--max-memory``), not part of the model card.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from twdeploy.errors import TwdeployError
 from twdeploy.model.backbones import ChainNet
 from twdeploy.model.lrp import BN_RULES, DecoderContext, check_supported
 from twdeploy.model.registry import build_backbone
@@ -48,6 +51,33 @@ class ClassSelection:
 
 DEFAULT_MAX_MEMORY = 2 * 1024**3
 LIVE_TENSORS = 4
+MEMORY_UNITS = {
+    "b": 1,
+    **{f"{p}b": 1000**i for i, p in enumerate("kmgt", 1)},
+    **{f"{p}ib": 1024**i for i, p in enumerate("kmgt", 1)},
+}
+_MEMORY = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-z]*)\s*", re.IGNORECASE)
+
+
+def parse_memory(value: int | str, what: str = "--max-memory") -> int:
+    """Bytes from ``2GB`` (powers of 1000: KB, MB, GB, TB), ``512MiB`` (powers of 1024: KiB ... TiB) or a byte count.
+
+    ``what`` names the setting in the one-line error for anything else (``0``, ``2G``, ``lots``).
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        number, unit = value, "b"
+    else:
+        match = _MEMORY.fullmatch(str(value))
+        if match is None or match[2].lower() not in (*MEMORY_UNITS, ""):
+            raise TwdeployError(
+                f"{what} {value}: not a memory size; give a number with a unit, e.g. 2GB, 1.5GiB or 512MiB "
+                "(KB/MB/GB/TB are powers of 1000, KiB/MiB/GiB/TiB powers of 1024; no unit: bytes)"
+            )
+        number, unit = float(match[1]), match[2].lower() or "b"
+    size = int(number * MEMORY_UNITS[unit])
+    if size < 1:
+        raise TwdeployError(f"{what} {value}: must be at least one byte")
+    return size
 
 
 def _largest_activation_bytes(saved: Any) -> int:
@@ -70,7 +100,8 @@ class Segmenter(nn.Module):
 
     ``forward(images)`` returns ``(logits, heatmaps)`` with heatmaps ``(N, K', H, W)``; when
     the selection is not ``all`` it returns ``(logits, heatmaps, class_ids)`` where
-    ``class_ids (N, K')`` names the class of each heatmap.
+    ``class_ids (N, K')`` names the class of each heatmap. The decoder takes ``class_chunk``
+    classes at a time, or without it as many as fit ``max_memory`` bytes (None: 2 GiB).
     """
 
     has_classifier = True
@@ -84,7 +115,7 @@ class Segmenter(nn.Module):
         classes: Sequence[int] | None = None,
         topk: int | None = None,
         class_chunk: int | None = None,
-        max_memory: int = DEFAULT_MAX_MEMORY,
+        max_memory: int | None = None,
         bn_rule: str = "separate",
     ) -> None:
         super().__init__()
@@ -101,8 +132,10 @@ class Segmenter(nn.Module):
             raise ValueError(f"class ids must lie in [0, {num_classes})")
         if class_chunk is not None and class_chunk < 1:
             raise ValueError("class_chunk must be at least 1")
+        if max_memory is not None and max_memory < 1:
+            raise ValueError("max_memory must be at least one byte")
         self.class_chunk = class_chunk
-        self.max_memory = max_memory
+        self.max_memory = DEFAULT_MAX_MEMORY if max_memory is None else max_memory
 
     @property
     def output_names(self) -> list[str]:

@@ -17,13 +17,15 @@ from twdeploy.runtime.device import resolve_device
 
 
 class TorchBackend:
-    """The segmenter itself; ``half`` runs it under CUDA float16 autocast."""
+    """The segmenter itself; ``half`` runs it under CUDA float16 autocast, ``max_memory`` bounds its decoder."""
 
     name = "torch"
 
-    def __init__(self, model: str | Path, device: str = "auto", half: bool = False) -> None:
+    def __init__(
+        self, model: str | Path, device: str = "auto", half: bool = False, max_memory: int | None = None
+    ) -> None:
         path = check_model_kind(model, "torch")
-        segmenter, card = load_model(path)
+        segmenter, card = load_model(path, max_memory=max_memory)
         self._setup(segmenter, card, device, half)
 
     @classmethod

@@ -112,9 +112,13 @@ def evaluate_checkpoint(
     amp: bool = True,
     class_chunk: int | None = None,
     max_images: int | None = None,
+    max_memory: int | None = None,
 ) -> EvalResult:
-    """Evaluate a run folder or checkpoint on a dataset spec at the model's own input size and scaling."""
-    model, card = load_model(path, class_chunk)
+    """Evaluate a run folder or checkpoint on a dataset spec at the model's own input size and scaling.
+
+    ``max_memory`` (bytes) bounds the decoder's class-folded tensors (default: the Segmenter's).
+    """
+    model, card = load_model(path, class_chunk, max_memory=max_memory)
     dataset = eval_dataset(card, path, data, split, max_images)
     dev = resolve_device(device)
     return evaluate(model.to(dev), eval_loader(dataset, batch_size), list(card.class_names), dev, amp)
