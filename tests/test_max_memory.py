@@ -71,8 +71,8 @@ def test_small_budget_more_chunks_same_heatmaps(tiny_run: tuple[Path, Path]) -> 
     small = twdeploy.load(tiny_run[0], device="cpu", max_memory="1KB")
     assert default.runtime.model.max_memory == DEFAULT_MAX_MEMORY and small.runtime.model.max_memory == 1000
     whole, chunked = _count_chunks(default.runtime.model), _count_chunks(small.runtime.model)
-    logits, heatmaps, _ = default.runtime.infer(images)
-    logits_small, heatmaps_small, _ = small.runtime.infer(images)
+    logits, heatmaps = default.runtime.infer(images)[:2]
+    logits_small, heatmaps_small = small.runtime.infer(images)[:2]
     assert whole == [len(CLASS_NAMES)] and chunked == [1] * len(CLASS_NAMES)
     np.testing.assert_array_equal(logits_small, logits)
     np.testing.assert_allclose(heatmaps_small, heatmaps, rtol=1e-6, atol=1e-7)

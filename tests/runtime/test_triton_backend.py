@@ -49,6 +49,9 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     args = ["export", str(run), "--topk", "1", "--out", str(out), "--triton", str(repo), "--triton-name", "tiny"]
     result = runner.invoke(app, [*args, "--triton-max-batch", str(MAX_BATCH)])
     assert result.exit_code == 0, result.output
+    mask_args = ["export", str(run), "--topk", "1", "--outputs", "mask", "--out", str(root / "export-mask")]
+    result = runner.invoke(app, [*mask_args, "--triton", str(repo), "--triton-name", "tinymask"])
+    assert result.exit_code == 0, result.output
     # the same graph served as a model that failed to load, and as a plain (non-twdeploy) Triton model
     write_repository(repo, out / "model.onnx", Options(name="broken"))
     plain = write_repository(repo, out / "model.onnx", Options(name="plain"))
@@ -61,7 +64,8 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 @pytest.fixture(scope="module")
 def server(exported: tuple[Path, Path]) -> Iterator[StandInServer]:
     repo, _ = exported
-    models = [StandInModel(repo / "tiny"), StandInModel(repo / "broken", ready=False), StandInModel(repo / "plain")]
+    models = [StandInModel(repo / name) for name in ("tiny", "tinymask", "plain")]
+    models.append(StandInModel(repo / "broken", ready=False))
     with StandInServer(models) as running:
         yield running
 
@@ -74,6 +78,19 @@ def _closed_port() -> int:
 
 def _batch(n: int) -> np.ndarray:
     return np.random.default_rng(2).random((n, 3, *IMAGE_SIZE), dtype=np.float32)
+
+
+def test_a_mask_only_export_serves_its_in_graph_mask(exported: tuple[Path, Path], server: StandInServer) -> None:
+    backend = open_backend(f"triton://{server.http_url}/tinymask")
+    local = open_backend(exported[1], device="cpu")
+    try:
+        assert "mask" in backend.output_names and "heatmaps" not in backend.output_names
+        remote = backend.infer(_batch(3))
+        assert remote.heatmaps is None and remote.mask is not None
+        np.testing.assert_array_equal(remote.masks(), local.infer(_batch(3)).masks())
+    finally:
+        backend.close()
+        local.close()
 
 
 def test_url_rule() -> None:
@@ -103,7 +120,8 @@ def test_card_and_interface_come_from_the_server(server: StandInServer, exported
     server.requests.clear()
     remote_out, local_out = backend.infer(_batch(5)), local.infer(_batch(5))
     assert server.requests == [2, 2, 1]  # chunked to max_batch_size (the stand-in rejects larger batches)
-    for remote, here in zip(remote_out, local_out, strict=True):
+    assert remote_out.mask is None and local_out.mask is None
+    for remote, here in zip(remote_out[:3], local_out[:3], strict=True):
         assert remote.dtype == here.dtype
         np.testing.assert_array_equal(remote, here)
     backend.close()
@@ -165,7 +183,7 @@ def test_errors_are_one_line(server: StandInServer, scheme: str) -> None:
     cases = [
         (f"{scheme}://127.0.0.1:{_closed_port()}/tiny", "cannot reach a Triton server at 127.0.0.1:"),
         (f"{scheme}://{address}/broken", r"model 'broken' is on the server but not ready \(UNAVAILABLE\)"),
-        (f"{scheme}://{address}/nope", r"no model 'nope' on the server \(it has: broken, plain, tiny\)"),
+        (f"{scheme}://{address}/nope", r"no model 'nope' on the server \(it has: broken, plain, tiny, tinymask\)"),
         (f"{scheme}://{address}/plain", "no 'twdeploy.card' parameter in its config, so it is not a twdeploy export"),
     ]
     for url, message in cases:

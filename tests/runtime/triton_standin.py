@@ -26,7 +26,7 @@ import onnxruntime as ort
 from google.protobuf import json_format
 from tritonclient.grpc import model_config_pb2 as pb
 from tritonclient.grpc import service_pb2, service_pb2_grpc
-from tritonclient.utils import triton_to_np_dtype
+from tritonclient.utils import np_to_triton_dtype, triton_to_np_dtype
 
 from twdeploy.export.triton import CONFIG_NAME, parse_config
 
@@ -223,7 +223,7 @@ def _handler(server: StandInServer) -> type[BaseHTTPRequestHandler]:
 
 
 def _datatype(array: np.ndarray) -> str:
-    return {np.dtype(np.float32): "FP32", np.dtype(np.float16): "FP16", np.dtype(np.int64): "INT64"}[array.dtype]
+    return np_to_triton_dtype(array.dtype)
 
 
 class _Servicer(service_pb2_grpc.GRPCInferenceServiceServicer):

@@ -26,7 +26,7 @@ PROTOCOLS = {"triton": ("http", 8000), "triton+grpc": ("grpc", 8001)}
 """URL scheme -> (tritonclient protocol, default port)."""
 INSTALL_HINT = "pip install 'twdeploy[triton]'"
 URL_FORM = "triton://HOST[:PORT]/NAME (HTTP, port 8000) or triton+grpc://HOST[:PORT]/NAME (gRPC, port 8001)"
-OUTPUTS = ("logits", "heatmaps", "class_ids")
+OUTPUTS = ("logits", "heatmaps", "class_ids", "mask")
 CONNECT_TIMEOUT_S = 10.0
 
 
@@ -188,15 +188,16 @@ class TritonBackend:
             raise TwdeployError(f"{self.address}: unusable model card ({exc}); re-export with this twdeploy") from None
 
     def _check_interface(self, outputs: dict[str, str]) -> None:
-        """One image input shaped as the card says, and the logits and heatmaps outputs."""
-        card, missing = self.card, [n for n in OUTPUTS[:2] if n not in outputs]
+        """One image input shaped as the card says, the logits, and the heatmaps or an in-graph mask."""
+        card = self.card
+        missing = "logits" not in outputs or not ({"heatmaps", "mask"} & set(outputs))
         expected = (card.in_channels, *card.image_size)
         if missing or len(self.inputs) != 1 or self.inputs[0][2][-3:] != expected:
             shapes = ", ".join(f"{n} {list(s)}" for n, _, s in self.inputs)
             raise TwdeployError(
                 f"{self.address}: the served model does not match its twdeploy card (inputs {shapes}, outputs "
-                f"{', '.join(outputs)}; expected one input [-1, {', '.join(map(str, expected))}] and logits, "
-                "heatmaps); export it again with twdeploy export --triton"
+                f"{', '.join(outputs)}; expected one input [-1, {', '.join(map(str, expected))}], logits and "
+                "heatmaps or mask); export it again with twdeploy export --triton"
             )
 
     def _run(self, batch: np.ndarray) -> Outputs:
@@ -210,11 +211,13 @@ class TritonBackend:
             result = client.infer(self.address.model, [request], outputs=wanted)
         except self.errors as exc:
             raise TwdeployError(f"{self.address}: inference failed on the server ({_reason(exc)})") from None
-        ids = result.as_numpy("class_ids") if "class_ids" in self.output_names else None
-        return (
-            result.as_numpy("logits").astype(np.float32),
-            result.as_numpy("heatmaps").astype(np.float32),
+        out = {name: result.as_numpy(name) for name in self.output_names}
+        heatmaps, ids = out.get("heatmaps"), out.get("class_ids")
+        return Outputs(
+            out["logits"].astype(np.float32),
+            None if heatmaps is None else heatmaps.astype(np.float32),
             None if ids is None else ids.astype(np.int64),
+            out.get("mask"),
         )
 
     def infer(self, batch: np.ndarray) -> Outputs:
