@@ -11,8 +11,13 @@ classes or top-k), each in its own child process, and reports its peak RSS (Linu
 of the whole process, and over the RSS once the model is built (the peak is reset there), with
 the goals "batch-4 peak <= 1.2 x 4 x batch-1 peak" and "vgg16 batch-4 peak <= 2.5 GB" checked.
 
+``--budgets`` instead times the one pass (all classes) at each decoder budget, the budgets
+alternating within each of ``--rounds`` rounds (their order reversed every other round), with
+the time ratio against the first budget and the classes per decoder chunk each budget gives.
+
     OMP_WAIT_POLICY=ACTIVE python benchmarks/relevance.py --archs resnet50 vgg16 --batches 1 4
     OMP_WAIT_POLICY=ACTIVE python benchmarks/relevance.py --memory --size 256 --threads 1
+    OMP_WAIT_POLICY=ACTIVE python benchmarks/relevance.py --budgets 2GiB 512MiB --rounds 3 --threads 1
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from twdeploy import Segmenter
 from twdeploy.model import fold_batchnorm
-from twdeploy.model.segmenter import DEFAULT_MAX_MEMORY, parse_memory
+from twdeploy.model.segmenter import DEFAULT_MAX_MEMORY, chunk_for_budget, parse_memory
 
 GOAL_BATCH_FACTOR = 1.2
 GOAL_VGG16_PEAK_GB = 2.5
@@ -159,6 +164,42 @@ def memory_table(args: argparse.Namespace, console: Console) -> None:
             )
 
 
+def budget_table(args: argparse.Namespace, console: Console) -> None:
+    """One-pass time (all classes, BN folded) per decoder budget, the budgets alternating within each round."""
+    table = Table(title=f"one pass, all {args.classes} classes, {args.size} px, median of {args.rounds} rounds")
+    for col in ("arch", "batch", "budget", "classes per chunk", "s/batch", "time ratio", "min s", "max s"):
+        table.add_column(col, justify="left" if col in ("arch", "budget") else "right")
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for arch in args.archs:
+            model = fold_batchnorm(Segmenter(arch, num_classes=args.classes))
+            for batch in args.batches:
+                x = torch.rand(batch, 3, args.size, args.size)
+                saved = model.encode(x)[1]
+                times: dict[int, list[float]] = {budget: [] for budget in args.budgets}
+                for rnd in range(-1, args.rounds):  # round -1 is the warm-up
+                    for budget in args.budgets if rnd % 2 == 0 else args.budgets[::-1]:
+                        model.max_memory = budget
+                        start = time.perf_counter()
+                        model(x)
+                        if rnd >= 0:
+                            times[budget].append(time.perf_counter() - start)
+                first = statistics.median(times[args.budgets[0]])
+                for budget, runs in times.items():
+                    table.add_row(
+                        arch,
+                        str(batch),
+                        f"{budget / 2**20:.0f} MiB",
+                        str(chunk_for_budget(saved, args.classes, budget)),
+                        f"{statistics.median(runs):.2f}",
+                        f"{statistics.median(runs) / first:.3f}",
+                        f"{min(runs):.2f}",
+                        f"{max(runs):.2f}",
+                    )
+                table.add_section()
+    console.print(table)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--archs", nargs="+", default=["resnet50", "vgg16"])
@@ -173,6 +214,10 @@ def main() -> None:
         "--max-memory", type=parse_memory, default=DEFAULT_MAX_MEMORY, help="decoder budget, e.g. 2GiB (default)"
     )
     parser.add_argument("--memory", action="store_true", help="peak RSS per configuration instead of timings")
+    parser.add_argument(
+        "--budgets", nargs="+", type=parse_memory, help="time the one pass at these decoder budgets instead"
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of --budgets")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -188,6 +233,9 @@ def main() -> None:
     )
     if args.memory:
         memory_table(args, console)
+        return
+    if args.budgets:
+        budget_table(args, console)
         return
     peak = matmul_gflops(args.repeats)
     console.print(f"reference: 2048^3 float32 matmul at {peak:.1f} GFLOP/s")
