@@ -1,10 +1,13 @@
 """One training step: the one-pass trainer (full or tied gradient) vs the reference's class-by-class loop.
 
 Each variant runs in its own child process so its peak memory (``ru_maxrss``) is its own.
-Prints seconds per step (median) and peak RSS, with ratios against the class loop.
+Prints seconds per step (median) and peak RSS, with time ratios against the class loop and the
+one pass (full gradient) where they ran. ``--tied-chunks`` adds the tied variant with each
+class chunk (``training_heatmaps(..., chunk)``: checkpointed chunks, the same gradient).
 
     python benchmarks/train_step.py                         # resnet50, 256 px, 21 classes, batch 4
     python benchmarks/train_step.py --arch resnet18 --size 128 --batch 2
+    python benchmarks/train_step.py --batch 1 --variants one_pass one_pass_tied --tied-chunks 7 3
 """
 
 from __future__ import annotations
@@ -91,6 +94,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--classes", type=int, default=21)
     parser.add_argument("--chunk", type=int, default=None, help="class chunk of the one-pass trainer")
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    parser.add_argument("--tied-chunks", nargs="+", type=int, default=[], help="also one_pass_tied at these chunks")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
@@ -99,23 +104,23 @@ def main() -> None:
     if args.variant:
         child(args)
         return
+    runs = [(v, v, []) for v in args.variants]
+    runs += [(f"tied, chunk {c}", "one_pass_tied", ["--chunk", str(c)]) for c in args.tied_chunks]
     rows = {}
-    for variant in VARIANTS:
-        cmd = [sys.executable, __file__, "--variant", variant, *sys.argv[1:]]
+    for name, variant, extra in runs:
+        cmd = [sys.executable, __file__, *sys.argv[1:], "--variant", variant, *extra]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
-        rows[variant] = json.loads(out)
-    base = rows["class_loop"]
+        rows[name] = json.loads(out)
     print(
         f"{args.arch}, {args.size}x{args.size}, {args.classes} classes, batch {args.batch}, CPU, "
         f"torch threads {args.threads}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '-')}, "
         f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '-')}, median of {args.repeats}"
     )
-    print(f"{'variant':<14} {'s/step':>9} {'speed-up':>9} {'peak RSS MB':>12} {'mem ratio':>10}")
+    refs = [r for r in ("class_loop", "one_pass") if r in rows]
+    print(f"{'variant':<14} {'s/step':>9} {'peak RSS MB':>12}" + "".join(f" {'t / ' + r:>16}" for r in refs))
     for name, row in rows.items():
-        print(
-            f"{name:<14} {row['s_per_step']:9.2f} {base['s_per_step'] / row['s_per_step']:8.2f}x "
-            f"{row['peak_mb']:12.0f} {row['peak_mb'] / base['peak_mb']:9.2f}x"
-        )
+        ratios = "".join(f" {row['s_per_step'] / rows[r]['s_per_step']:15.2f}x" for r in refs)
+        print(f"{name:<14} {row['s_per_step']:9.2f} {row['peak_mb']:12.0f}{ratios}")
 
 
 if __name__ == "__main__":
