@@ -165,3 +165,13 @@ def test_pretrained_efficientnet_lite0_export_matches_torch_and_passes_lint(tmp_
     assert lint_model(path) == []
     verification, _ = _parity(model, path, card, compare.FP32)
     assert verification.passed, verification.checks
+
+
+@pytest.mark.parametrize(("arch", "rule"), [("resnet_mini", "flat"), ("vgg_mini", "wsquare")])
+def test_input_rule_exports_and_matches_torch(tmp_path, arch, rule):
+    card = ModelCard(arch, tuple(f"c{i}" for i in range(4)), image_size=(64, 64), input_rule=rule)
+    model, _, path = _export(tmp_path, card)
+    assert model.input_rule == rule and read_onnx_card(path).input_rule == rule
+    assert lint_model(path) == []
+    verification, _ = _parity(model, path, card, compare.FP32)
+    assert verification.passed, verification.checks

@@ -85,6 +85,15 @@ def test_tie_modes_both_train_and_differ(tmp_path: Path) -> None:
     assert not torch.equal(_weights(sep.run_dir)[conv], _weights(summ.run_dir)[conv])
 
 
+def test_input_rule_trains_and_reaches_the_checkpoint(tmp_path: Path) -> None:
+    eps = train(_cfg(tmp_path, "eps", steps=2, eval_every=2), quiet=True)
+    flat = train(_cfg(tmp_path, "flat", steps=2, eval_every=2, input_rule="flat"), quiet=True)
+    assert torch.isfinite(torch.tensor(flat.losses)).all()
+    assert flat.losses[0] != eps.losses[0]  # same weights and batch, other heatmaps
+    model, card = load_model(flat.run_dir)
+    assert card.input_rule == "flat" and model.input_rule == "flat"
+
+
 def test_classify_stage_learns_tags_without_decoder(tmp_path: Path) -> None:
     """Tags only, vgg_mini_bn from scratch: tag F1 well above chance in 250 steps; no pixel loss logged."""
     cfg = _cfg(

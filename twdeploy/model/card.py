@@ -14,7 +14,7 @@ from typing import Any
 from twdeploy.model.segmenter import Segmenter
 from twdeploy.model.unet import MultiTaskUNet, UNet
 
-CARD_VERSION = 1
+CARD_VERSION = 2
 SegmentationModel = Segmenter | UNet
 """What a card builds: ``forward(images) -> (logits, heatmaps or score maps[, class_ids])``."""
 MODEL_KINDS = ("heatmap", "unet", "mtunet")
@@ -30,6 +30,7 @@ class ModelCard:
     ``model`` is one of :data:`MODEL_KINDS`; cards written before it existed are ``heatmap``.
     ``outputs`` are the per-pixel outputs of the artefact (:data:`PIXEL_OUTPUTS`): a torch model
     and a default export give ``heatmaps``; ``export --outputs mask`` puts the argmax in the graph.
+    ``input_rule`` is the heatmap decoder's rule for the input layer; cards before version 2 are ``epsilon``.
     """
 
     arch: str
@@ -43,6 +44,7 @@ class ModelCard:
     version: int = CARD_VERSION
     model: str = "heatmap"
     outputs: tuple[str, ...] = ("heatmaps",)
+    input_rule: str = "epsilon"
 
     def __post_init__(self) -> None:
         if not self.outputs or set(self.outputs) - set(PIXEL_OUTPUTS):
@@ -140,4 +142,5 @@ class ModelCard:
             topk=self.topk,
             class_chunk=class_chunk,
             max_memory=max_memory,
+            input_rule=self.input_rule,
         )

@@ -37,6 +37,8 @@ SUPPORTED = (
 
 
 BN_RULES = ("separate", "canonical")
+INPUT_RULES = ("epsilon", "flat", "wsquare")
+"""The input layer's rule: LRP-epsilon like every layer (the paper), or zennit's ``Flat`` / ``WSquare``."""
 
 
 @dataclass(frozen=True)
@@ -48,11 +50,14 @@ class DecoderContext:
     ``bn_rule`` ``separate`` stabilises a batch norm as its own layer (the reference);
     ``canonical`` merges it into the conv before it, as :func:`~twdeploy.model.folding.fold_batchnorm`
     does, but with the statistics the forward used and differentiably (method.md 1.3).
+    ``input_rule`` (:data:`INPUT_RULES`) applies to ``input_layer``, the conv that reads the image.
     """
 
     eps: float = 1e-6
     weights: Mapping[nn.Module, Tensor] = field(default_factory=dict)
     bn_rule: str = "separate"
+    input_rule: str = "epsilon"
+    input_layer: nn.Module | None = None
 
     def weight(self, module: nn.Module) -> Tensor:
         """The weight the decoder uses for ``module``'s transposed map."""
@@ -163,17 +168,7 @@ def lrp_relevance(module: nn.Module, saved: Any, r: rules.Relevance, ctx: Decode
         return rules.crop(r, module.padding, saved)
     a, y = saved
     if isinstance(module, nn.Conv2d):
-        return rules.conv2d(
-            a,
-            y,
-            r,
-            ctx.weight(module),
-            _pair(module.stride),
-            _pair(module.padding),
-            _pair(module.dilation),
-            module.groups,
-            ctx.eps,
-        )
+        return _conv_relevance(module, a, y, r, ctx.weight(module), ctx)
     if isinstance(module, nn.Linear):
         return rules.linear(a, y, r, ctx.weight(module), ctx.eps)
     if isinstance(module, nn.BatchNorm2d):
@@ -236,6 +231,14 @@ def _conv_bn_relevance(
     z = sx + (y - sx).detach()
     tied = ctx.weight(conv)
     weight = tied * rules.cast(scale, tied.dtype).view(-1, 1, 1, 1)
-    return rules.conv2d(
-        a, z, r, weight, _pair(conv.stride), _pair(conv.padding), _pair(conv.dilation), conv.groups, ctx.eps
-    )
+    return _conv_relevance(conv, a, z, r, weight, ctx)
+
+
+def _conv_relevance(
+    conv: nn.Conv2d, a: Tensor, z: Tensor, r: rules.Relevance, weight: Tensor, ctx: DecoderContext
+) -> rules.Relevance:
+    """The conv rule with ``weight``; the input layer's rule (``ctx.input_rule``) for ``ctx.input_layer``."""
+    geometry = (_pair(conv.stride), _pair(conv.padding), _pair(conv.dilation), conv.groups, ctx.eps)
+    if conv is ctx.input_layer and ctx.input_rule != "epsilon":
+        return rules.input_conv2d(ctx.input_rule, a, r, weight, *geometry)
+    return rules.conv2d(a, z, r, weight, *geometry)

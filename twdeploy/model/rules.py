@@ -117,6 +117,29 @@ def conv2d(
     return Scaled(unfold(c, classes), a)
 
 
+def input_conv2d(
+    rule: str,
+    a: Tensor,
+    r: Relevance,
+    weight: Tensor,
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    dilation: tuple[int, int],
+    groups: int,
+    eps: float,
+) -> Tensor:
+    """The input layer's rule, independent of the pixel values (zennit's ``Flat`` / ``WSquare``).
+
+    ``flat`` spreads each output's relevance evenly over its receptive field; ``wsquare`` in
+    proportion to the squared weights. Both are the conv rule with ones as the input and ones
+    (``flat``) or ``W**2`` (``wsquare``) as the weight, so zero padding receives nothing.
+    """
+    w = torch.ones_like(weight) if rule == "flat" else weight * weight
+    ones = torch.ones_like(a[:1])
+    z = F.conv2d(ones, cast(w, ones.dtype), None, stride, padding, dilation, groups)
+    return conv2d(ones, z, materialize(r), w, stride, padding, dilation, groups, eps).c
+
+
 def batchnorm(x: Tensor, y: Tensor, r: Relevance, scale: Tensor, eps: float) -> Relevance:
     """``R_in = (s * x / stab(y)) * R``; the factor is detached (method.md, 1.3)."""
     sx = x * scale.view(1, -1, 1, 1)

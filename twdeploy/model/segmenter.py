@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from twdeploy.errors import TwdeployError
 from twdeploy.model.backbones import ChainNet
-from twdeploy.model.lrp import BN_RULES, DecoderContext, check_supported
+from twdeploy.model.lrp import BN_RULES, INPUT_RULES, DecoderContext, check_supported
 from twdeploy.model.registry import build_backbone
 
 
@@ -102,6 +102,7 @@ class Segmenter(nn.Module):
     the selection is not ``all`` it returns ``(logits, heatmaps, class_ids)`` where
     ``class_ids (N, K')`` names the class of each heatmap. The decoder takes ``class_chunk``
     classes at a time, or without it as many as fit ``max_memory`` bytes (None: 2 GiB).
+    ``input_rule`` is the rule of the conv that reads the image (``lrp.INPUT_RULES``).
     """
 
     has_classifier = True
@@ -117,13 +118,21 @@ class Segmenter(nn.Module):
         class_chunk: int | None = None,
         max_memory: int | None = None,
         bn_rule: str = "separate",
+        input_rule: str = "epsilon",
     ) -> None:
         super().__init__()
         if bn_rule not in BN_RULES:
             raise ValueError(f"bn_rule must be one of {BN_RULES}, got {bn_rule!r}")
+        if input_rule not in INPUT_RULES:
+            raise ValueError(f"input_rule must be one of {INPUT_RULES}, got {input_rule!r}")
         self.bn_rule = bn_rule
+        self.input_rule = input_rule
         self.encoder = build_backbone(arch, num_classes, in_channels) if isinstance(arch, str) else arch
         check_supported(self.encoder)
+        if input_rule != "epsilon" and self.input_layer().in_channels != in_channels:
+            raise ValueError(
+                f"input_rule {input_rule!r}: the encoder's first Conv2d does not read the {in_channels}-channel image"
+            )
         self.arch = arch if isinstance(arch, str) else type(arch).__name__
         self.num_classes = num_classes
         self.eps = eps
@@ -161,9 +170,17 @@ class Segmenter(nn.Module):
         one_hot = (class_ids.unsqueeze(-1) == torch.arange(k, device=logits.device)).to(logits.dtype)
         return one_hot * logits.unsqueeze(1), class_ids
 
+    def input_layer(self) -> nn.Conv2d:
+        """The conv that reads the image: the encoder's first ``Conv2d`` (after batch-norm folding too)."""
+        conv = next((m for m in self.encoder.modules() if isinstance(m, nn.Conv2d)), None)
+        if conv is None:
+            raise ValueError(f"{self.arch}: no Conv2d for the input layer's rule")
+        return conv
+
     def decode(self, saved: Any, r_top: Tensor, weights: Mapping[nn.Module, Tensor] | None = None) -> Tensor:
         """Heatmaps ``(N, K', H, W)``: input relevance summed over channels, chunked over K'."""
-        ctx = DecoderContext(self.eps, weights or {}, self.bn_rule)
+        first = self.input_layer() if self.input_rule != "epsilon" else None
+        ctx = DecoderContext(self.eps, weights or {}, self.bn_rule, self.input_rule, first)
         count = int(r_top.shape[1])
         chunk = self.class_chunk or chunk_for_budget(saved, count, self.max_memory)
         parts = [

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from twdeploy.errors import TwdeployError
 from twdeploy.model.card import MODEL_KINDS
-from twdeploy.model.lrp import BN_RULES
+from twdeploy.model.lrp import BN_RULES, INPUT_RULES
 from twdeploy.model.registry import backbone_names
 from twdeploy.runtime.device import DEVICE_PATTERN
 
@@ -55,6 +55,8 @@ class TrainConfig:
     normalises with each batch's; ``auto`` is ``running`` when the weights come from elsewhere
     (``weights``, ``init``, or the recipe's classify stage), else ``batch``. ``bn_rule`` is the
     decoder's batch-norm rule (model/lrp.py: ``separate``, the reference's, or ``canonical``).
+    ``input_rule`` is the decoder's rule for the input layer (``epsilon``, the paper's; ``flat`` or
+    ``wsquare``, zennit's rules that do not multiply by the pixel values), stored in the model card.
     ``batch_size`` is per process; ``world_size`` is the process count the run was started with
     (torchrun), so the global batch ``batch_size * world_size`` stays the same on resume.
     """
@@ -89,6 +91,7 @@ class TrainConfig:
     heatmap_grad: str = "tied"
     bn_stats: str = "auto"
     bn_rule: str = "separate"
+    input_rule: str = "epsilon"
     eval_every: int = 250
     save_every: int = 0
     log_every: int = 25
@@ -115,6 +118,7 @@ class TrainConfig:
             "recipe": (self.recipe is None or self.recipe in RECIPES, f"one of {', '.join(RECIPES)}"),
             "bn_stats": (self.bn_stats in BN_STATS, f"one of {', '.join(BN_STATS)}"),
             "bn_rule": (self.bn_rule in BN_RULES, f"one of {', '.join(BN_RULES)}"),
+            "input_rule": (self.input_rule in INPUT_RULES, f"one of {', '.join(INPUT_RULES)}"),
             "heatmap_grad": (self.heatmap_grad in HEATMAP_GRADS, f"one of {', '.join(HEATMAP_GRADS)}"),
             "classify_steps": (self.classify_steps >= 1, "at least 1"),
             "clip_grad": (self.clip_grad is None or self.clip_grad > 0, "positive"),
@@ -236,6 +240,7 @@ FIELD_HELP: dict[str, str] = {
     "heatmap_grad": "Pixel-loss gradient: tied (through the tied decoder weights only) or full (reference).",
     "bn_stats": "Batch norms train on: batch or running statistics; auto = running from pretrained.",
     "bn_rule": "Decoder's batch-norm rule: separate (reference) or canonical (merged into the conv).",
+    "input_rule": "Decoder's rule for the input layer: epsilon (paper), flat or wsquare (not scaled by the pixels).",
     "eval_every": "Evaluate and checkpoint every N steps.",
     "save_every": "Also save checkpoints/last.pt every N steps between evaluations (0 = off).",
     "log_every": "Log training losses every N steps.",

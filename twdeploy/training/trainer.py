@@ -142,6 +142,7 @@ class Trainer:
             normalization=input_normalization(cfg.arch, cfg.normalization).to_dict(),
             eps=cfg.eps,
             model=cfg.model,
+            input_rule=cfg.input_rule,
         )
         self.model = self.card.build(cfg.class_chunk)
         if start_from is not None:  # the weights of an earlier stage (same card)
