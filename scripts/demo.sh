@@ -7,7 +7,7 @@
 # quicker, rougher model; README.md says what val mIoU and tag F1 to expect.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-STEPS="${STEPS:-300}"
+STEPS="${STEPS:-450}"
 CLASSIFY_STEPS="${CLASSIFY_STEPS:-300}"
 bash scripts/install.sh
 [ -n "${VIRTUAL_ENV:-}" ] || . .venv/bin/activate
