@@ -137,3 +137,25 @@ def test_bad_gamma_is_refused() -> None:
     with pytest.raises(TwdeployError, match="--bn-rule canonical"):
         TrainConfig(gamma=0.25).validate()
     assert TrainConfig(gamma=0.25, bn_rule="canonical").validate().gamma == 0.25
+
+
+@pytest.mark.parametrize("saved_requires_grad", [False, True])
+def test_modified_preactivation_is_as_differentiable_as_the_saved_activation(saved_requires_grad: bool) -> None:
+    """Under ``--heatmap-grad tied`` (saved activations detached) the weight's gradient runs through
+    the transposed weights only: ``z'`` is held fixed like ``a / stab(z)``; with ``full`` it is not."""
+    torch.manual_seed(0)
+    weight = torch.randn(4, 3, 3, 3, dtype=torch.float64, requires_grad=True)
+    a = torch.rand(1, 3, 6, 6, dtype=torch.float64, requires_grad=saved_requires_grad)
+    z = torch.nn.functional.conv2d(a, weight, None, 1, 1)
+    z = z if saved_requires_grad else z.detach()
+    r = torch.randn(1, 2, *z.shape[1:], dtype=torch.float64)
+    geometry = ((1, 1), (1, 1), (1, 1), 1, 1e-9)
+    got = rules.materialize(rules.gamma_conv2d(a, z, r, weight, None, 0.5, *geometry))
+    (grad,) = torch.autograd.grad(got.square().sum(), weight)
+    fixed_z = (z + 0.5 * torch.nn.functional.conv2d(a, weight.clamp(min=0), None, 1, 1)).detach()
+    held = rules.materialize(rules.conv2d(a, fixed_z, r, weight + 0.5 * weight.clamp(min=0), *geometry))
+    (grad_held,) = torch.autograd.grad(held.square().sum(), weight)
+    if saved_requires_grad:
+        assert (grad - grad_held).norm() > 1e-3 * grad_held.norm()
+    else:
+        torch.testing.assert_close(grad, grad_held)
