@@ -1,17 +1,19 @@
 """Where a trained model's relevance lands: the share of each present class's positive relevance inside its mask.
 
-For every run folder or checkpoint given, and every input-layer rule asked for, the heatmaps of the
+For every run folder or checkpoint given, every input-layer rule and every LRP-gamma (the other convs'
+rule; 0 is LRP-epsilon) asked for, the heatmaps of the
 first ``--images`` val scenes are computed with the model's own weights; for each (image, class) with
 at least ``--min-pixels`` mask pixels it prints the mean share of the class's positive relevance that
 falls inside the class's mask (against the mask's share of the image: what a random heatmap scores),
 and ``sum |h| / |sum h|``, how much positive and negative relevance cancel.
 
-    python benchmarks/localisation.py runs/tags --rules epsilon flat
+    python benchmarks/localisation.py runs/tags --rules epsilon flat --gammas 0 0.25 1
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 
 import torch
 from rich.console import Console
@@ -47,25 +49,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+", help="run folders or checkpoints (heatmap models)")
     parser.add_argument("--rules", nargs="+", default=["epsilon", "flat"], help="input-layer rules to compare")
+    parser.add_argument("--gammas", nargs="+", type=float, default=[0.0], help="LRP-gamma of the other convs")
     parser.add_argument("--data", default="synthetic")
     parser.add_argument("--images", type=int, default=48)
     parser.add_argument("--min-pixels", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    table = Table("model", "input rule", "pairs", "positive relevance inside the mask", "mask area", "sum|h| / |sum h|")
+    columns = ("pairs", "positive relevance inside the mask", "mask area", "sum|h| / |sum h|")
+    table = Table("model", "input rule", "gamma", *columns)
     for path in args.models:
         model, card = load_model(path)
         if not isinstance(model, Segmenter):
             raise SystemExit(f"{path}: a {card.model} has no heatmaps; give a heatmap model")
         data = eval_dataset(card, path, args.data, "val", args.images)
         batch = next(iter(eval_loader(data, args.images)))
-        for rule in args.rules:
-            model.input_rule = rule
+        for rule, gamma in itertools.product(args.rules, args.gammas):
+            model.input_rule, model.gamma = rule, gamma
             r = localisation(model, batch["image"], batch["mask"], args.min_pixels)
-            table.add_row(
-                path, rule, str(r["pairs"]), f"{r['inside']:.3f}", f"{r['area']:.3f}", f"{r['cancel']:.1f}"
-            )
+            cells = (str(r["pairs"]), f"{r['inside']:.3f}", f"{r['area']:.3f}", f"{r['cancel']:.1f}")
+            table.add_row(path, rule, f"{gamma:g}", *cells)
     Console(width=200).print(table)
     threads = torch.get_num_threads()
     print(f"torch {torch.__version__}, {threads} thread(s), data {args.data} val, first {args.images} scenes")

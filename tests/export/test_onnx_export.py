@@ -175,3 +175,12 @@ def test_input_rule_exports_and_matches_torch(tmp_path, arch, rule):
     assert lint_model(path) == []
     verification, _ = _parity(model, path, card, compare.FP32)
     assert verification.passed, verification.checks
+
+
+def test_gamma_rule_exports_and_matches_torch(tmp_path):
+    card = ModelCard("vgg_mini_bn", tuple(f"c{i}" for i in range(4)), image_size=(64, 64), gamma=0.25)
+    model, _, path = _export(tmp_path, card)
+    assert model.gamma == 0.25 and read_onnx_card(path).gamma == 0.25
+    assert lint_model(path) == []
+    verification, _ = _parity(model, path, card, compare.FP32)
+    assert verification.passed, verification.checks

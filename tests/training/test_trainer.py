@@ -94,6 +94,16 @@ def test_input_rule_trains_and_reaches_the_checkpoint(tmp_path: Path) -> None:
     assert card.input_rule == "flat" and model.input_rule == "flat"
 
 
+def test_gamma_rule_trains_and_reaches_the_checkpoint(tmp_path: Path) -> None:
+    canonical = dict(steps=2, eval_every=2, bn_rule="canonical")
+    eps = train(_cfg(tmp_path, "eps", **canonical), quiet=True)
+    gamma = train(_cfg(tmp_path, "gamma", gamma=0.25, **canonical), quiet=True)
+    assert torch.isfinite(torch.tensor(gamma.losses)).all()
+    assert gamma.losses[0] != eps.losses[0]  # same weights and batch, other heatmaps
+    model, card = load_model(gamma.run_dir)
+    assert card.gamma == 0.25 and model.gamma == 0.25
+
+
 def test_classify_stage_learns_tags_without_decoder(tmp_path: Path) -> None:
     """Tags only, vgg_mini_bn from scratch: tag F1 well above chance in 250 steps; no pixel loss logged."""
     cfg = _cfg(

@@ -14,7 +14,7 @@ from typing import Any
 from twdeploy.model.segmenter import Segmenter
 from twdeploy.model.unet import MultiTaskUNet, UNet
 
-CARD_VERSION = 2
+CARD_VERSION = 3
 SegmentationModel = Segmenter | UNet
 """What a card builds: ``forward(images) -> (logits, heatmaps or score maps[, class_ids])``."""
 MODEL_KINDS = ("heatmap", "unet", "mtunet")
@@ -31,6 +31,7 @@ class ModelCard:
     ``outputs`` are the per-pixel outputs of the artefact (:data:`PIXEL_OUTPUTS`): a torch model
     and a default export give ``heatmaps``; ``export --outputs mask`` puts the argmax in the graph.
     ``input_rule`` is the heatmap decoder's rule for the input layer; cards before version 2 are ``epsilon``.
+    ``gamma`` is its LRP-gamma for the other convs; cards before version 3 are 0 (LRP-epsilon).
     """
 
     arch: str
@@ -45,6 +46,7 @@ class ModelCard:
     model: str = "heatmap"
     outputs: tuple[str, ...] = ("heatmaps",)
     input_rule: str = "epsilon"
+    gamma: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.outputs or set(self.outputs) - set(PIXEL_OUTPUTS):
@@ -143,4 +145,5 @@ class ModelCard:
             class_chunk=class_chunk,
             max_memory=max_memory,
             input_rule=self.input_rule,
+            gamma=self.gamma,
         )

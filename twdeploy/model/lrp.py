@@ -50,7 +50,8 @@ class DecoderContext:
     ``bn_rule`` ``separate`` stabilises a batch norm as its own layer (the reference);
     ``canonical`` merges it into the conv before it, as :func:`~twdeploy.model.folding.fold_batchnorm`
     does, but with the statistics the forward used and differentiably (method.md 1.3).
-    ``input_rule`` (:data:`INPUT_RULES`) applies to ``input_layer``, the conv that reads the image.
+    ``input_rule`` (:data:`INPUT_RULES`) applies to ``input_layer``, the conv that reads the image;
+    with ``gamma > 0`` every other conv uses LRP-gamma (:func:`rules.gamma_conv2d`).
     """
 
     eps: float = 1e-6
@@ -58,6 +59,7 @@ class DecoderContext:
     bn_rule: str = "separate"
     input_rule: str = "epsilon"
     input_layer: nn.Module | None = None
+    gamma: float = 0.0
 
     def weight(self, module: nn.Module) -> Tensor:
         """The weight the decoder uses for ``module``'s transposed map."""
@@ -168,7 +170,7 @@ def lrp_relevance(module: nn.Module, saved: Any, r: rules.Relevance, ctx: Decode
         return rules.crop(r, module.padding, saved)
     a, y = saved
     if isinstance(module, nn.Conv2d):
-        return _conv_relevance(module, a, y, r, ctx.weight(module), ctx)
+        return _conv_relevance(module, a, y, r, ctx.weight(module), module.bias, ctx)
     if isinstance(module, nn.Linear):
         return rules.linear(a, y, r, ctx.weight(module), ctx.eps)
     if isinstance(module, nn.BatchNorm2d):
@@ -228,17 +230,31 @@ def _conv_bn_relevance(
     x, y = saved_bn
     scale = _bn_scale(bn, x.detach())
     sx = x * scale.view(1, -1, 1, 1)
-    z = sx + (y - sx).detach()
+    shift = (y - sx).detach()
+    z = sx + shift
     tied = ctx.weight(conv)
     weight = tied * rules.cast(scale, tied.dtype).view(-1, 1, 1, 1)
-    return _conv_relevance(conv, a, z, r, weight, ctx)
+    bias = shift[0, :, 0, 0] if conv.bias is None else shift[0, :, 0, 0] + scale * conv.bias.detach()
+    return _conv_relevance(conv, a, z, r, weight, bias, ctx)
 
 
 def _conv_relevance(
-    conv: nn.Conv2d, a: Tensor, z: Tensor, r: rules.Relevance, weight: Tensor, ctx: DecoderContext
+    conv: nn.Conv2d,
+    a: Tensor,
+    z: Tensor,
+    r: rules.Relevance,
+    weight: Tensor,
+    bias: Tensor | None,
+    ctx: DecoderContext,
 ) -> rules.Relevance:
-    """The conv rule with ``weight``; the input layer's rule (``ctx.input_rule``) for ``ctx.input_layer``."""
+    """The conv rule with ``weight`` and ``bias`` (the bias inside ``z``).
+
+    ``ctx.input_layer`` gets ``ctx.input_rule``; every other conv LRP-gamma when ``ctx.gamma > 0``.
+    """
     geometry = (_pair(conv.stride), _pair(conv.padding), _pair(conv.dilation), conv.groups, ctx.eps)
-    if conv is ctx.input_layer and ctx.input_rule != "epsilon":
-        return rules.input_conv2d(ctx.input_rule, a, r, weight, *geometry)
+    if conv is ctx.input_layer:
+        if ctx.input_rule != "epsilon":
+            return rules.input_conv2d(ctx.input_rule, a, r, weight, *geometry)
+    elif ctx.gamma > 0:
+        return rules.gamma_conv2d(a, z, r, weight, bias, ctx.gamma, *geometry)
     return rules.conv2d(a, z, r, weight, *geometry)

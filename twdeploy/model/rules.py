@@ -117,6 +117,34 @@ def conv2d(
     return Scaled(unfold(c, classes), a)
 
 
+def gamma_conv2d(
+    a: Tensor,
+    z: Tensor,
+    r: Relevance,
+    weight: Tensor,
+    bias: Tensor | None,
+    gamma: float,
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    dilation: tuple[int, int],
+    groups: int,
+    eps: float,
+) -> Scaled:
+    """LRP-gamma (zennit's ``Gamma``): the conv rule with weight ``W + gamma * W+`` and bias ``b + gamma * b+``.
+
+    ``z`` is the layer's pre-activation with weight ``weight`` and the detached ``bias``; the
+    modified pre-activation adds ``gamma * (conv(a, W+) + b+)``, differentiable where the saved
+    activation ``a`` is (held fixed with it under ``--heatmap-grad tied``). ``gamma = 0`` is
+    LRP-epsilon. Favouring positive contributions makes relevance cancel less.
+    """
+    positive = weight.clamp(min=0)
+    bias_plus = None if bias is None else cast(bias.detach().clamp(min=0), a.dtype)
+    extra = F.conv2d(a, cast(positive, a.dtype), bias_plus, stride, padding, dilation, groups)
+    if not a.requires_grad:
+        extra = extra.detach()
+    return conv2d(a, z + gamma * extra, r, weight + gamma * positive, stride, padding, dilation, groups, eps)
+
+
 def input_conv2d(
     rule: str,
     a: Tensor,

@@ -102,7 +102,8 @@ class Segmenter(nn.Module):
     the selection is not ``all`` it returns ``(logits, heatmaps, class_ids)`` where
     ``class_ids (N, K')`` names the class of each heatmap. The decoder takes ``class_chunk``
     classes at a time, or without it as many as fit ``max_memory`` bytes (None: 2 GiB).
-    ``input_rule`` is the rule of the conv that reads the image (``lrp.INPUT_RULES``).
+    ``input_rule`` is the rule of the conv that reads the image (``lrp.INPUT_RULES``); ``gamma``
+    > 0 applies LRP-gamma to every other conv (0: LRP-epsilon, the paper's rule).
     """
 
     has_classifier = True
@@ -119,14 +120,18 @@ class Segmenter(nn.Module):
         max_memory: int | None = None,
         bn_rule: str = "separate",
         input_rule: str = "epsilon",
+        gamma: float = 0.0,
     ) -> None:
         super().__init__()
+        if not gamma >= 0:
+            raise ValueError(f"gamma must be zero or positive, got {gamma}")
         if bn_rule not in BN_RULES:
             raise ValueError(f"bn_rule must be one of {BN_RULES}, got {bn_rule!r}")
         if input_rule not in INPUT_RULES:
             raise ValueError(f"input_rule must be one of {INPUT_RULES}, got {input_rule!r}")
         self.bn_rule = bn_rule
         self.input_rule = input_rule
+        self.gamma = float(gamma)
         self.encoder = build_backbone(arch, num_classes, in_channels) if isinstance(arch, str) else arch
         check_supported(self.encoder)
         if input_rule != "epsilon" and self.input_layer().in_channels != in_channels:
@@ -179,8 +184,8 @@ class Segmenter(nn.Module):
 
     def decode(self, saved: Any, r_top: Tensor, weights: Mapping[nn.Module, Tensor] | None = None) -> Tensor:
         """Heatmaps ``(N, K', H, W)``: input relevance summed over channels, chunked over K'."""
-        first = self.input_layer() if self.input_rule != "epsilon" else None
-        ctx = DecoderContext(self.eps, weights or {}, self.bn_rule, self.input_rule, first)
+        first = self.input_layer() if self.input_rule != "epsilon" or self.gamma > 0 else None
+        ctx = DecoderContext(self.eps, weights or {}, self.bn_rule, self.input_rule, first, self.gamma)
         count = int(r_top.shape[1])
         chunk = self.class_chunk or chunk_for_budget(saved, count, self.max_memory)
         parts = [

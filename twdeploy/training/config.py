@@ -57,6 +57,8 @@ class TrainConfig:
     decoder's batch-norm rule (model/lrp.py: ``separate``, the reference's, or ``canonical``).
     ``input_rule`` is the decoder's rule for the input layer (``epsilon``, the paper's; ``flat`` or
     ``wsquare``, zennit's rules that do not multiply by the pixel values), stored in the model card.
+    ``gamma`` > 0 applies LRP-gamma to every other conv of the decoder (stored in the card); it
+    needs ``bn_rule`` ``canonical``, the rule the exported, batch-norm-folded model computes.
     ``batch_size`` is per process; ``world_size`` is the process count the run was started with
     (torchrun), so the global batch ``batch_size * world_size`` stays the same on resume.
     """
@@ -92,6 +94,7 @@ class TrainConfig:
     bn_stats: str = "auto"
     bn_rule: str = "separate"
     input_rule: str = "epsilon"
+    gamma: float = 0.0
     eval_every: int = 250
     save_every: int = 0
     log_every: int = 25
@@ -119,6 +122,7 @@ class TrainConfig:
             "bn_stats": (self.bn_stats in BN_STATS, f"one of {', '.join(BN_STATS)}"),
             "bn_rule": (self.bn_rule in BN_RULES, f"one of {', '.join(BN_RULES)}"),
             "input_rule": (self.input_rule in INPUT_RULES, f"one of {', '.join(INPUT_RULES)}"),
+            "gamma": (0 <= self.gamma < math.inf, "zero or positive and finite"),
             "heatmap_grad": (self.heatmap_grad in HEATMAP_GRADS, f"one of {', '.join(HEATMAP_GRADS)}"),
             "classify_steps": (self.classify_steps >= 1, "at least 1"),
             "clip_grad": (self.clip_grad is None or self.clip_grad > 0, "positive"),
@@ -147,6 +151,11 @@ class TrainConfig:
         for name, (ok, need) in checks.items():
             if not ok:
                 raise TwdeployError(f"--{name.replace('_', '-')} must be {need}, got {getattr(self, name)!r}")
+        if self.gamma > 0 and self.bn_rule != "canonical":
+            raise TwdeployError(
+                f"--gamma {self.gamma} needs --bn-rule canonical (the rule of the exported, batch-norm-folded "
+                "model); add --bn-rule canonical"
+            )
         if self.recipe is not None and self.stage != "segment":
             raise TwdeployError(f"--recipe {self.recipe} runs both stages itself; drop --stage {self.stage}")
         return self
@@ -241,6 +250,7 @@ FIELD_HELP: dict[str, str] = {
     "bn_stats": "Batch norms train on: batch or running statistics; auto = running from pretrained.",
     "bn_rule": "Decoder's batch-norm rule: separate (reference) or canonical (merged into the conv).",
     "input_rule": "Decoder's rule for the input layer: epsilon (paper), flat or wsquare (not scaled by the pixels).",
+    "gamma": "LRP-gamma for the decoder's other convs (0: epsilon, the paper's); needs --bn-rule canonical.",
     "eval_every": "Evaluate and checkpoint every N steps.",
     "save_every": "Also save checkpoints/last.pt every N steps between evaluations (0 = off).",
     "log_every": "Log training losses every N steps.",

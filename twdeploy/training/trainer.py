@@ -143,6 +143,7 @@ class Trainer:
             eps=cfg.eps,
             model=cfg.model,
             input_rule=cfg.input_rule,
+            gamma=cfg.gamma,
         )
         self.model = self.card.build(cfg.class_chunk)
         if start_from is not None:  # the weights of an earlier stage (same card)
