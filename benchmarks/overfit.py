@@ -32,6 +32,7 @@ from accuracy import METHODS, Job, run_all
 from torch.utils.data import Subset
 
 from twdeploy.model.io import load_model
+from twdeploy.runtime.device import resolve_device
 from twdeploy.training.config import TrainConfig
 from twdeploy.training.data import build_run_data, eval_loader
 from twdeploy.training.evaluate import eval_dataset, evaluate
@@ -83,7 +84,7 @@ def train_set_scores(run_dir: Path) -> dict[str, Any]:
     indices = build_run_data(cfg).pixel_indices.tolist()
     model, card = load_model(run_dir / "checkpoints" / "last.pt")
     scenes = Subset(eval_dataset(card, run_dir, cfg.data, "train", None), indices)
-    device = torch.device(cfg.device if cfg.device != "auto" else "cpu")
+    device = resolve_device(cfg.device)
     e = evaluate(model.to(device), eval_loader(scenes, 16), list(card.class_names), device, cfg.amp)
     train = [r for r in RunLog(run_dir).records() if r["kind"] == "train" and "seg" in r]
     return {
