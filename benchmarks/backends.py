@@ -24,7 +24,7 @@ import typer
 from twdeploy.export.onnx import save_onnx, to_onnx
 from twdeploy.model.card import ModelCard
 from twdeploy.model.io import save_checkpoint
-from twdeploy.runtime import open_backend
+from twdeploy.runtime import allocator, open_backend
 
 app = typer.Typer(add_completion=False)
 
@@ -42,6 +42,7 @@ def _median_ms(run, images: np.ndarray, repeats: int) -> float:
 @app.command(hidden=True)
 def child(backend: str, model: Path, batch: int, repeats: int, threads: int) -> None:
     """Time one backend on one model file; print its ms/img as JSON."""
+    allocator.use_huge_pages()  # as the CLI does; THP_MEM_ALLOC_ENABLE=0 measures without
     torch.set_num_threads(threads)
     runtime = open_backend(model, backend, "cpu", threads=threads if backend == "onnxruntime" else None)
     images = np.random.default_rng(0).random((batch, 3, *runtime.card.image_size), dtype=np.float32)
@@ -66,11 +67,12 @@ def main(
 ) -> None:
     """Print one row per (arch, selection, batch): torch ms/img, ORT ms/img, ratio."""
     n = threads or torch.get_num_threads()
+    allocator.use_huge_pages()  # the children do the same
     torch.set_num_threads(1)  # idle OpenMP workers of this process would spin and steal the children's cores
     print(
         f"threads: torch {n}, onnxruntime intra-op {n}, each backend in its own process; "
         f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, "
-        f"cpus {os.cpu_count()}"
+        f"cpus {os.cpu_count()}, tensor pages: {allocator.describe()}"
     )
     print(f"{'arch':<10}{'selection':<10}{'batch':>6}{'torch ms/img':>14}{'ORT ms/img':>12}{'ratio':>8}")
     names = tuple(f"c{i}" for i in range(classes))

@@ -11,6 +11,11 @@ classes or top-k), each in its own child process, and reports its peak RSS (Linu
 of the whole process, and over the RSS once the model is built (the peak is reset there), with
 the goals "batch-4 peak <= 1.2 x 4 x batch-1 peak" and "vgg16 batch-4 peak <= 2.5 GB" checked.
 
+``--pages`` instead times the one pass (all classes) with 4 KiB pages and with huge pages
+(``THP_MEM_ALLOC_ENABLE`` 0 / 1, see ``twdeploy.runtime.allocator``), each run in a child
+process of its own, the two alternating within each of ``--rounds`` rounds; with the page
+faults per pass and the child's peak RSS.
+
 ``--budgets`` instead times the one pass (all classes) at each decoder budget, the budgets
 alternating within each of ``--rounds`` rounds (their order reversed every other round), with
 the time ratio against the first budget and the classes per decoder chunk each budget gives.
@@ -18,6 +23,7 @@ the time ratio against the first budget and the classes per decoder chunk each b
     OMP_WAIT_POLICY=ACTIVE python benchmarks/relevance.py --archs resnet50 vgg16 --batches 1 4
     OMP_WAIT_POLICY=ACTIVE python benchmarks/relevance.py --memory --size 256 --threads 1
     OMP_WAIT_POLICY=ACTIVE python benchmarks/relevance.py --budgets 2GiB 512MiB --rounds 3 --threads 1
+    OMP_WAIT_POLICY=ACTIVE python benchmarks/relevance.py --pages --archs resnet50 vgg16 --rounds 3
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import gc
 import json
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -42,6 +49,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from twdeploy import Segmenter
 from twdeploy.model import fold_batchnorm
 from twdeploy.model.segmenter import DEFAULT_MAX_MEMORY, chunk_for_budget, parse_memory
+from twdeploy.runtime import allocator
 
 GOAL_BATCH_FACTOR = 1.2
 GOAL_VGG16_PEAK_GB = 2.5
@@ -164,6 +172,57 @@ def memory_table(args: argparse.Namespace, console: Console) -> None:
             )
 
 
+def pages_child(args: argparse.Namespace) -> None:
+    """Time the one pass (all classes) in this process's page setting; print seconds, faults and peak as JSON."""
+    arch, batch = args.pages_child.split(",")
+    model = fold_batchnorm(Segmenter(arch, num_classes=args.classes, max_memory=args.max_memory))
+    x = torch.rand(int(batch), 3, args.size, args.size)
+    times, faults = [], []
+    with torch.no_grad():
+        model(x)  # warm-up
+        for _ in range(args.repeats):
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            start = time.perf_counter()
+            model(x)
+            times.append(time.perf_counter() - start)
+            faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"s": statistics.median(times), "faults": statistics.median(faults), "peak": peak}))
+
+
+def pages_table(args: argparse.Namespace, console: Console) -> None:
+    """One pass with 4 KiB pages vs huge pages, each in child processes, alternating within each round."""
+    settings = {"4 KiB pages": "0", "huge pages": "1"}
+    table = Table(title=f"one pass, all {args.classes} classes, {args.size} px, median of {args.rounds} rounds")
+    for col in ("arch", "batch", "pages", "s/batch", "time ratio", "min s", "max s", "page faults/pass", "peak MiB"):
+        table.add_column(col, justify="left" if col in ("arch", "pages") else "right")
+    for arch in args.archs:
+        for batch in args.batches:
+            runs: dict[str, list[dict[str, float]]] = {name: [] for name in settings}
+            for rnd in range(args.rounds):
+                for name in list(settings) if rnd % 2 == 0 else list(settings)[::-1]:
+                    cmd = [sys.executable, __file__, *sys.argv[1:], "--pages-child", f"{arch},{batch}"]
+                    env = {**os.environ, allocator.VARIABLE: settings[name]}
+                    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout
+                    runs[name].append(json.loads(out.strip().splitlines()[-1]))
+            first = statistics.median(r["s"] for r in runs["4 KiB pages"])
+            for name, rows in runs.items():
+                seconds = [r["s"] for r in rows]
+                table.add_row(
+                    arch,
+                    str(batch),
+                    name,
+                    f"{statistics.median(seconds):.2f}",
+                    f"{statistics.median(seconds) / first:.3f}",
+                    f"{min(seconds):.2f}",
+                    f"{max(seconds):.2f}",
+                    f"{statistics.median(r['faults'] for r in rows):.0f}",
+                    f"{max(r['peak'] for r in rows):.0f}",
+                )
+            table.add_section()
+    console.print(table)
+
+
 def budget_table(args: argparse.Namespace, console: Console) -> None:
     """One-pass time (all classes, BN folded) per decoder budget, the budgets alternating within each round."""
     table = Table(title=f"one pass, all {args.classes} classes, {args.size} px, median of {args.rounds} rounds")
@@ -218,24 +277,33 @@ def main() -> None:
         "--budgets", nargs="+", type=parse_memory, help="time the one pass at these decoder budgets instead"
     )
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of --budgets")
+    parser.add_argument("--pages", action="store_true", help="time the one pass with 4 KiB pages vs huge pages instead")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--pages-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    allocator.use_huge_pages()  # as the CLI does; THP_MEM_ALLOC_ENABLE=0 measures without
     torch.set_num_threads(args.threads)
     if args.child:
         memory_child(args)
+        return
+    if args.pages_child:
+        pages_child(args)
         return
     console = Console(width=150)
     console.print(
         f"torch {torch.__version__}, threads={torch.get_num_threads()}, "
         f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "
         f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, input {args.size}x{args.size}, "
-        f"decoder budget {args.max_memory / 2**30:.2f} GiB"
+        f"decoder budget {args.max_memory / 2**30:.2f} GiB, tensor pages: {allocator.describe()}"
     )
     if args.memory:
         memory_table(args, console)
         return
     if args.budgets:
         budget_table(args, console)
+        return
+    if args.pages:
+        pages_table(args, console)
         return
     peak = matmul_gflops(args.repeats)
     console.print(f"reference: 2048^3 float32 matmul at {peak:.1f} GFLOP/s")

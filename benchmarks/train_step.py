@@ -23,6 +23,8 @@ import time
 
 import torch
 
+from twdeploy.runtime import allocator
+
 # The reference-like class loop, one pass with the full gradient (the reference's), and one pass
 # with --heatmap-grad tied (the pixel loss through the tied weights only: no backward through the
 # encoder's saved activations from the decoder).
@@ -100,6 +102,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    allocator.use_huge_pages()  # as the CLI does; THP_MEM_ALLOC_ENABLE=0 measures without
     torch.set_num_threads(args.threads)
     if args.variant:
         child(args)
@@ -114,7 +117,8 @@ def main() -> None:
     print(
         f"{args.arch}, {args.size}x{args.size}, {args.classes} classes, batch {args.batch}, CPU, "
         f"torch threads {args.threads}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '-')}, "
-        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '-')}, median of {args.repeats}"
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '-')}, median of {args.repeats}, "
+        f"tensor pages: {allocator.describe()}"
     )
     refs = [r for r in ("class_loop", "one_pass") if r in rows]
     print(f"{'variant':<14} {'s/step':>9} {'peak RSS MB':>12}" + "".join(f" {'t / ' + r:>16}" for r in refs))

@@ -23,6 +23,7 @@ from twdeploy.inference.sources import Skipped, Source, open_source
 from twdeploy.model.card import ModelCard
 from twdeploy.model.segmenter import parse_memory
 from twdeploy.runtime import Backend, open_backend
+from twdeploy.runtime.allocator import use_huge_pages
 from twdeploy.runtime.base import is_triton_url
 
 logger = logging.getLogger(__name__)
@@ -157,7 +158,9 @@ def load(
     A served model is a Triton URL: ``triton://HOST[:PORT]/NAME`` (HTTP) or ``triton+grpc://HOST[:PORT]/NAME``.
     ``max_memory`` (bytes, or a size such as ``"2GB"`` or ``"512MiB"``; default 2 GiB) bounds a torch
     model's decoder tensors: the classes are decoded in chunks that fit, with the same heatmaps.
+    Like the CLI, it turns on :func:`twdeploy.runtime.allocator.use_huge_pages`.
     """
+    use_huge_pages()
     return Model(path, backend, device, half, max_memory)
 
 
@@ -186,6 +189,7 @@ def train(resume: str | Path | None = None, **config: Any) -> Model:
     from twdeploy.training.trainer import resume as resume_run
     from twdeploy.training.trainer import train as train_run
 
+    use_huge_pages()
     if resume is not None:
         result = resume_run(resume)
     else:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from twdeploy.errors import TwdeployError
-from twdeploy.runtime import BACKEND_NAMES, Backend, detect_backend, open_backend
+from twdeploy.runtime import BACKEND_NAMES, Backend, allocator, detect_backend, open_backend
 
 RUN_EXPORTS = {"onnxruntime": "export/model.onnx", "tensorrt": "export/model.engine"}
 
@@ -77,6 +77,7 @@ def thread_settings(threads: int | None) -> dict[str, str]:
         "torch_inter_op": str(torch.get_num_interop_threads()),
         "onnxruntime_intra_op": str(threads) if threads else "default (one per physical core)",
         **env,
+        "tensor_pages": allocator.describe(),
     }
 
 
@@ -172,6 +173,7 @@ def bench_backend(
 def _bench_child(
     name: str, file: Path, batches: Sequence[int], warmup: int, runs: int, device: str, threads: int | None
 ) -> list[BenchResult]:
+    allocator.use_huge_pages()
     if threads:
         torch.set_num_threads(threads)
     return bench_backend(name, file, batches, warmup, runs, device, threads)
