@@ -31,12 +31,15 @@ print(json.dumps({"active": active, "faults": (faults() - before) / 4, "pages": 
 SMALL_PAGES = 64 * 2**20 // os.sysconf("SC_PAGE_SIZE")
 
 
-def run_child(mode: str, **env: str) -> dict:
+def last_line(code: list[str], **env: str) -> str:
+    """The last line ``python -c`` prints, with THP_MEM_ALLOC_ENABLE unset unless given in ``env``."""
     base = {k: v for k, v in os.environ.items() if k != allocator.VARIABLE}
-    out = subprocess.run(
-        [sys.executable, "-c", CHILD, mode], capture_output=True, text=True, check=True, env={**base, **env}
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    out = subprocess.run([sys.executable, "-c", *code], capture_output=True, text=True, check=True, env={**base, **env})
+    return out.stdout.strip().splitlines()[-1]
+
+
+def run_child(mode: str, **env: str) -> dict:
+    return json.loads(last_line([CHILD, mode], **env))
 
 
 def test_huge_pages_cut_page_faults() -> None:
@@ -63,6 +66,4 @@ def test_the_cli_turns_them_on_after_its_imports() -> None:
     """torch reads the variable at its first allocation: importing the CLI must not allocate first."""
     code = "import twdeploy.cli.app as app, twdeploy.api as api; from twdeploy.runtime import allocator; "
     code += "print(allocator.use_huge_pages())"
-    base = {k: v for k, v in os.environ.items() if k != allocator.VARIABLE}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=base)
-    assert out.stdout.strip().splitlines()[-1] == "True"
+    assert last_line([code]) == "True"

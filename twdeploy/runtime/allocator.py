@@ -36,8 +36,10 @@ def huge_pages_active() -> bool:
     torch aligns those blocks to the page size (others to 64 bytes): one 64 MiB tensor, above
     glibc's largest mmap threshold and never touched, shows which.
     """
+    if kernel_mode() not in ("always", "madvise"):  # also off Linux, where os.sysconf may not exist
+        return False
     probe = torch.empty(_PROBE_BYTES, dtype=torch.uint8)
-    return probe.data_ptr() % os.sysconf("SC_PAGE_SIZE") == 0 and kernel_mode() in ("always", "madvise")
+    return probe.data_ptr() % os.sysconf("SC_PAGE_SIZE") == 0
 
 
 def use_huge_pages() -> bool:
