@@ -2,9 +2,11 @@
 
 Prints, per architecture and batch size: forward only; all classes in one decoder pass; the
 reference-style loop that recomputes the forward (pre-activations, batch-norm outputs,
-residual sums) for every class (the baseline); background + top-k. Ratios are against the
-loop measured in the same run, and against the floor ``(1 + K) x forward`` (same run);
-GFLOP/s against a large matmul measured in the same run.
+residual sums) for every class (the baseline, NCHW as the reference runs); background + top-k.
+The forward and the one pass run with NCHW images and in the layout ``twdeploy segment`` uses
+(channels-last on the CPU, ``twdeploy.runtime.layout``). Ratios are against the loop measured
+in the same run, and against the floor ``(1 + K) x forward`` (the faster layout's forward, same
+run); GFLOP/s against a large matmul measured in the same run.
 
 ``--memory`` instead runs one inference pass per configuration (architecture, batch, all
 classes or top-k), each in its own child process, and reports its peak RSS (Linux ``VmHWM``):
@@ -49,8 +51,11 @@ from torch.utils.flop_counter import FlopCounterMode
 from twdeploy import Segmenter
 from twdeploy.model import fold_batchnorm
 from twdeploy.model.segmenter import DEFAULT_MAX_MEMORY, chunk_for_budget, parse_memory
-from twdeploy.runtime import allocator
+from twdeploy.runtime import allocator, layout
+from twdeploy.runtime.layout import preferred_layout
 
+LAYOUT = "channels-last" if layout.channels_last_enabled(torch.device("cpu")) else "NCHW"
+"""The layout ``twdeploy segment`` runs CPU images in (``twdeploy.runtime.layout``)."""
 GOAL_BATCH_FACTOR = 1.2
 GOAL_VGG16_PEAK_GB = 2.5
 
@@ -95,11 +100,13 @@ def variants(
             maps.append(full.decode(saved, full.start_relevance(logits)[0][:, c : c + 1]))
         return maps
 
-    return {
-        "forward only": lambda x: full.encoder(x),
-        f"loop over {classes} classes (baseline)": loop,
-        f"one pass, {classes} classes": full,
-        f"one pass, background + top-{topk}": top,
+    return {  # with TWDEPLOY_CHANNELS_LAST=0 both layouts are NCHW and each row is there once
+        "forward only, NCHW": lambda x: full.encoder(x),
+        f"forward only, {LAYOUT}": lambda x: full.encoder(preferred_layout(x)),
+        f"loop over {classes} classes, NCHW (baseline)": loop,
+        f"one pass, {classes} classes, NCHW": full,
+        f"one pass, {classes} classes, {LAYOUT}": lambda x: full(preferred_layout(x)),
+        f"one pass, background + top-{topk}, {LAYOUT}": lambda x: top(preferred_layout(x)),
     }
 
 
@@ -121,7 +128,7 @@ def memory_child(args: argparse.Namespace) -> None:
     Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS: building the model is not counted
     loaded = memory_status()["VmRSS"]
     with torch.no_grad():
-        model(x)
+        model(preferred_layout(x))
     print(json.dumps({"loaded": loaded, "peak": memory_status()["VmHWM"]}))
 
 
@@ -176,7 +183,7 @@ def pages_child(args: argparse.Namespace) -> None:
     """Time the one pass (all classes) in this process's page setting; print seconds, faults and peak as JSON."""
     arch, batch = args.pages_child.split(",")
     model = fold_batchnorm(Segmenter(arch, num_classes=args.classes, max_memory=args.max_memory))
-    x = torch.rand(int(batch), 3, args.size, args.size)
+    x = preferred_layout(torch.rand(int(batch), 3, args.size, args.size))
     times, faults = [], []
     with torch.no_grad():
         model(x)  # warm-up
@@ -233,7 +240,7 @@ def budget_table(args: argparse.Namespace, console: Console) -> None:
         for arch in args.archs:
             model = fold_batchnorm(Segmenter(arch, num_classes=args.classes))
             for batch in args.batches:
-                x = torch.rand(batch, 3, args.size, args.size)
+                x = preferred_layout(torch.rand(batch, 3, args.size, args.size))
                 saved = model.encode(x)[1]
                 times: dict[int, list[float]] = {budget: [] for budget in args.budgets}
                 for rnd in range(-1, args.rounds):  # round -1 is the warm-up
@@ -294,7 +301,7 @@ def main() -> None:
         f"torch {torch.__version__}, threads={torch.get_num_threads()}, "
         f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "
         f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, input {args.size}x{args.size}, "
-        f"decoder budget {args.max_memory / 2**30:.2f} GiB, tensor pages: {allocator.describe()}"
+        f"decoder budget {args.max_memory / 2**30:.2f} GiB, tensor pages: {allocator.describe()}, {layout.describe()}"
     )
     if args.memory:
         memory_table(args, console)
@@ -322,7 +329,7 @@ def main() -> None:
                     seconds = median_seconds(lambda fn=fn, x=x: fn(x), args.repeats)
                     results[name] = (seconds, count_flops(lambda fn=fn, x=x: fn(x)))
                 baseline = next(s for n, (s, _) in results.items() if "baseline" in n)
-                floor = (1 + args.classes) * results["forward only"][0]
+                floor = (1 + args.classes) * min(s for n, (s, _) in results.items() if n.startswith("forward"))
                 for name, (seconds, flops) in results.items():
                     rate = flops / seconds / 1e9
                     table.add_row(

@@ -26,6 +26,7 @@ POOLS = [  # kernel, stride, padding: ResNet stem, VGG, overlapping stride 1, ga
 @pytest.mark.parametrize("size", [(8, 8), (7, 9), (16, 13)])
 @pytest.mark.parametrize("ties", [False, True])
 @pytest.mark.parametrize("scaled", [False, True])
+@pytest.mark.parametrize("channels_last", [False, True])
 def test_equals_the_one_hot_scatter(
     kernel: tuple[int, int],
     stride: tuple[int, int],
@@ -33,6 +34,7 @@ def test_equals_the_one_hot_scatter(
     size: tuple[int, int],
     ties: bool,
     scaled: bool,
+    channels_last: bool,
 ) -> None:
     torch.manual_seed(0)
     a = torch.randn(2, 3, *size, dtype=torch.float64)
@@ -40,9 +42,15 @@ def test_equals_the_one_hot_scatter(
         a = a.round()  # many equal maxima: the first in scan order must win
     y = F.max_pool2d(a, kernel, stride, padding)
     c = torch.randn(2, 4, *y.shape[1:], dtype=torch.float64)
-    r = rules.Scaled(c, torch.randn_like(y)) if scaled else c
-    new = rules.maxpool2d(a, y, r, kernel, stride, padding)
-    assert torch.equal(new, onehot_maxpool2d(a, y, r, kernel, stride, padding))
+    shared = torch.randn_like(y)
+    expected = onehot_maxpool2d(a, y, rules.Scaled(c, shared) if scaled else c, kernel, stride, padding)
+    if channels_last:
+        a, y, shared = (t.contiguous(memory_format=torch.channels_last) for t in (a, y, shared))
+        c = rules.unfold(rules.fold(c).contiguous(memory_format=torch.channels_last), 4)
+    new = rules.maxpool2d(a, y, rules.Scaled(c, shared) if scaled else c, kernel, stride, padding)
+    assert torch.equal(new, expected)
+    if channels_last:  # the layout is kept: channels vary fastest, so the next conv reorders nothing
+        assert new.stride(2) == 1
 
 
 def test_equals_the_gradient_of_max_pool() -> None:

@@ -67,6 +67,11 @@ def divide(r: Relevance, z: Tensor, eps: float) -> Tensor:
     return cast(precise(r) / stabilise(precise(z.unsqueeze(1)), eps), r.dtype)
 
 
+def channels_last(t: Tensor) -> bool:
+    """Whether a 4-D ``t`` is stored channels-last (and not also plain contiguous, as when C or H*W is 1)."""
+    return t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last)
+
+
 def static_shape(t: Tensor, start: int = 1) -> tuple[int, ...]:
     """Non-batch dims as Python ints, so traced graphs keep them as constants."""
     return tuple(int(d) for d in t.shape[start:])
@@ -103,14 +108,11 @@ def conv2d(
     divided = divide(r, z, eps)
     classes = int(divided.shape[1])
     s = fold(divided)
+    if channels_last(a):
+        s = s.contiguous(memory_format=torch.channels_last)
     output_padding = tuple(
         int(a.shape[2 + i])
-        - (
-            (int(z.shape[2 + i]) - 1) * stride[i]
-            - 2 * padding[i]
-            + dilation[i] * (weight.shape[2 + i] - 1)
-            + 1
-        )
+        - ((int(z.shape[2 + i]) - 1) * stride[i] - 2 * padding[i] + dilation[i] * (weight.shape[2 + i] - 1) + 1)
         for i in range(2)
     )
     c = F.conv_transpose2d(s, cast(weight, s.dtype), None, stride, padding, output_padding, groups, dilation)
@@ -205,17 +207,28 @@ def _first_max_weights(
     return wins
 
 
-def _phase_grid(phases: list[list[Tensor]]) -> Tensor:
-    """``phases[p][q]`` (..., h, w) as one (..., h, sh, w, sw) view: row ``h*sh + p``, column ``w*sw + q`` once flat.
+def _phase_grid(phases: list[list[Tensor]], channels_last: bool = False) -> Tensor:
+    """``phases[p][q]`` (..., C, h, w) as one (..., C, h, sh, w, sw) grid: row ``h*sh + p``, column ``w*sw + q`` flat.
 
-    Stacked ahead of the spatial dims and transposed: stacking on the last dim would copy in
-    runs of one element.
+    Plain: a view of the phases stacked ahead of the spatial dims (stacking on the last dim
+    would copy in runs of one element). ``channels_last``: stored (..., h, sh, w, sw, C), so
+    flattening is a view and the result stays channels-last; the copies run over C.
     """
+    if channels_last:
+        rows = [torch.stack([t.movedim(-3, -1) for t in row], dim=-2) for row in phases]
+        return torch.stack(rows, dim=-4).movedim(-1, -5)
     sh, sw = len(phases), len(phases[0])
     stacked = torch.stack([t for row in phases for t in row], dim=-3)
     grid = stacked.reshape((-1, *static_shape(stacked, 1)[:-3], sh, sw, *static_shape(stacked, stacked.dim() - 2)))
     d = grid.dim()
     return grid.permute(*range(d - 4), d - 2, d - 4, d - 1, d - 3)
+
+
+def _pad_spatial(t: Tensor, pad: tuple[int, int, int, int], channels_last: bool) -> Tensor:
+    """``F.pad`` of the last two dims of (N, K, C, H, W); padded as (N*K, C, H, W) to keep a channels-last layout."""
+    if not channels_last:
+        return F.pad(t, pad)
+    return unfold(F.pad(fold(t), pad), int(t.shape[1]))
 
 
 def _flatten_grid(grid: Tensor) -> Tensor:
@@ -225,7 +238,11 @@ def _flatten_grid(grid: Tensor) -> Tensor:
 
 
 def _phase_sums(
-    c: Tensor, weights: dict[tuple[int, int], Tensor], kernel: tuple[int, int], stride: tuple[int, int]
+    c: Tensor,
+    weights: dict[tuple[int, int], Tensor],
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    channels_last: bool,
 ) -> list[list[Tensor]]:
     """Per phase ``(i % sh, j % sw)``: the sum of ``c * weight`` over its offsets, shifted by ``(i // sh, j // sw)``.
 
@@ -235,7 +252,7 @@ def _phase_sums(
     sh, sw = stride
     ru, rv = (kernel[0] - 1) // sh, (kernel[1] - 1) // sw
     h_q, w_q = int(c.shape[-2]) + ru, int(c.shape[-1]) + rv
-    c_pad = F.pad(c, (rv, rv, ru, ru))
+    c_pad = _pad_spatial(c, (rv, rv, ru, ru), channels_last)
     sums: dict[tuple[int, int], Tensor] = {}
     for (i, j), w in weights.items():
         u, v = i // sh, j // sw
@@ -265,19 +282,21 @@ def maxpool2d(
     and Reshape.
     """
     c, shared = (r.c, r.a) if isinstance(r, Scaled) else (r, None)
+    layout = channels_last(a)
     weights = _first_max_weights(a, y, kernel, stride, padding, c.dtype)
     if shared is not None:
         weights = {offset: w * shared for offset, w in weights.items()}
     if kernel[0] <= stride[0] and kernel[1] <= stride[1]:
         absent = torch.zeros_like(weights[0, 0])
         grid = [[weights.get((p, q), absent) for q in range(stride[1])] for p in range(stride[0])]
-        placed = _flatten_grid(c[:, :, :, :, None, :, None] * _phase_grid(grid).contiguous().unsqueeze(1))
+        mask = _phase_grid(grid, layout) if layout else _phase_grid(grid).contiguous()
+        placed = _flatten_grid(c[:, :, :, :, None, :, None] * mask.unsqueeze(1))
     else:
-        placed = _flatten_grid(_phase_grid(_phase_sums(c, weights, kernel, stride)))
+        placed = _flatten_grid(_phase_grid(_phase_sums(c, weights, kernel, stride, layout), layout))
     height, width = static_shape(a, 2)
     missing = [max(0, padding[d] + size - int(placed.shape[d - 2])) for d, size in enumerate((height, width))]
     if max(missing) > 0:  # rows and columns no window covers (floor mode)
-        placed = F.pad(placed, (0, missing[1], 0, missing[0]))
+        placed = _pad_spatial(placed, (0, missing[1], 0, missing[0]), layout)
     return placed[..., padding[0] : padding[0] + height, padding[1] : padding[1] + width]
 
 
@@ -306,7 +325,10 @@ def adaptive_avgpool2d_relevance(a: Tensor, y: Tensor, r: Relevance, eps: float)
     s = divide(r, y, eps)
     ph = pooling_matrix(int(a.shape[2]), int(y.shape[2]), s.dtype, s.device)
     pw = pooling_matrix(int(a.shape[3]), int(y.shape[3]), s.dtype, s.device)
-    return Scaled(ph.T @ s @ pw, a)
+    c = ph.T @ s @ pw
+    if channels_last(a):  # a MatMul's result is plain; reorder the (last, smallest) feature map here, once
+        c = unfold(fold(c).contiguous(memory_format=torch.channels_last), int(c.shape[1]))
+    return Scaled(c, a)
 
 
 def avgpool2d(

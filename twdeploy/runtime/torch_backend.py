@@ -14,10 +14,14 @@ from twdeploy.model.io import load_model
 from twdeploy.model.segmenter import Segmenter
 from twdeploy.runtime.base import Outputs, check_model_kind
 from twdeploy.runtime.device import resolve_device
+from twdeploy.runtime.layout import preferred_layout
 
 
 class TorchBackend:
-    """The segmenter itself; ``half`` runs it under CUDA float16 autocast, ``max_memory`` bounds its decoder."""
+    """The segmenter itself; ``half`` runs it under CUDA float16 autocast, ``max_memory`` bounds its decoder.
+
+    Images run in :func:`~twdeploy.runtime.layout.preferred_layout` (channels-last on the CPU).
+    """
 
     name = "torch"
 
@@ -44,7 +48,7 @@ class TorchBackend:
         self.provider = f"torch {torch.__version__} ({self.device}{', fp16 autocast' if half else ''})"
 
     def infer(self, batch: np.ndarray) -> Outputs:
-        x = torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(self.dev, non_blocking=True)
+        x = preferred_layout(torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(self.dev, non_blocking=True))
         autocast = torch.autocast("cuda", torch.float16) if self.half else contextlib.nullcontext()
         with torch.inference_mode(), autocast:
             outputs = self.model(x)

@@ -1,0 +1,49 @@
+"""Images run channels-last on the CPU (unless TWDEPLOY_CHANNELS_LAST=0), as given elsewhere."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from twdeploy.model import Segmenter, fold_batchnorm
+from twdeploy.model.card import ModelCard
+from twdeploy.runtime import layout
+from twdeploy.runtime.torch_backend import TorchBackend
+
+
+def test_cpu_images_become_channels_last(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(layout.VARIABLE, raising=False)
+    images = torch.rand(2, 3, 8, 8)
+    out = layout.preferred_layout(images)
+    assert out.is_contiguous(memory_format=torch.channels_last) and not out.is_contiguous()
+    assert torch.equal(out, images)
+    assert layout.preferred_layout(out) is out  # already channels-last: no copy
+    assert "channels-last" in layout.describe()
+
+
+def test_opt_out_and_other_ranks_keep_the_layout(monkeypatch: pytest.MonkeyPatch) -> None:
+    flat = torch.rand(2, 3, 8)
+    assert layout.preferred_layout(flat) is flat
+    monkeypatch.setenv(layout.VARIABLE, "0")
+    images = torch.rand(2, 3, 8, 8)
+    assert layout.preferred_layout(images) is images
+    assert "NCHW" in layout.describe()
+
+
+def test_torch_backend_runs_channels_last_with_the_same_outputs(monkeypatch: pytest.MonkeyPatch) -> None:
+    torch.manual_seed(0)
+    model = fold_batchnorm(Segmenter("vgg_mini", num_classes=3).eval())
+    card = ModelCard(arch="vgg_mini", class_names=("background", "a", "b"), image_size=(32, 32))
+    seen: list[torch.Tensor] = []
+    model.register_forward_pre_hook(lambda _, args: seen.append(args[0]))
+    batch = np.random.default_rng(0).random((2, 3, 32, 32), dtype=np.float32)
+    monkeypatch.delenv(layout.VARIABLE, raising=False)
+    fast = TorchBackend.from_segmenter(model, card).infer(batch)
+    monkeypatch.setenv(layout.VARIABLE, "0")
+    plain = TorchBackend.from_segmenter(model, card).infer(batch)
+    assert seen[0].is_contiguous(memory_format=torch.channels_last) and not seen[0].is_contiguous()
+    assert seen[1].is_contiguous()
+    np.testing.assert_allclose(fast.logits, plain.logits, rtol=1e-5, atol=1e-5)
+    scale = np.abs(plain.heatmaps).max()
+    np.testing.assert_allclose(fast.heatmaps / scale, plain.heatmaps / scale, rtol=0, atol=1e-3)
