@@ -3,10 +3,10 @@
 Prints, per architecture and batch size: forward only; all classes in one decoder pass; the
 reference-style loop that recomputes the forward (pre-activations, batch-norm outputs,
 residual sums) for every class (the baseline, NCHW as the reference runs); background + top-k.
-The forward and the one pass run with NCHW images and in the layout ``twdeploy segment`` uses
-(channels-last on the CPU, ``twdeploy.runtime.layout``). Ratios are against the loop measured
-in the same run, and against the floor ``(1 + K) x forward`` (the faster layout's forward, same
-run); GFLOP/s against a large matmul measured in the same run.
+The forward and the one pass run with NCHW and with channels-last images (the header says which
+the torch backend uses at this size, ``twdeploy.runtime.layout``). Ratios are against the loop
+measured in the same run, and against the floor ``(1 + K) x forward`` (the faster layout's
+forward, same run); GFLOP/s against a large matmul measured in the same run.
 
 ``--memory`` instead runs one inference pass per configuration (architecture, batch, all
 classes or top-k), each in its own child process, and reports its peak RSS (Linux ``VmHWM``):
@@ -54,8 +54,6 @@ from twdeploy.model.segmenter import DEFAULT_MAX_MEMORY, chunk_for_budget, parse
 from twdeploy.runtime import allocator, layout
 from twdeploy.runtime.layout import preferred_layout
 
-LAYOUT = "channels-last" if layout.channels_last_enabled(torch.device("cpu")) else "NCHW"
-"""The layout ``twdeploy segment`` runs CPU images in (``twdeploy.runtime.layout``)."""
 GOAL_BATCH_FACTOR = 1.2
 GOAL_VGG16_PEAK_GB = 2.5
 
@@ -84,6 +82,11 @@ def matmul_gflops(repeats: int) -> float:
     return 2 * 2048**3 / median_seconds(lambda: a @ b, repeats) / 1e9
 
 
+def channels_last(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in channels-last memory, whatever ``twdeploy.runtime.layout`` would choose for its size."""
+    return x.contiguous(memory_format=torch.channels_last)
+
+
 def variants(
     arch: str, classes: int, topk: int, chunk: int | None, max_memory: int
 ) -> dict[str, Callable[[torch.Tensor], object]]:
@@ -100,13 +103,14 @@ def variants(
             maps.append(full.decode(saved, full.start_relevance(logits)[0][:, c : c + 1]))
         return maps
 
-    return {  # with TWDEPLOY_CHANNELS_LAST=0 both layouts are NCHW and each row is there once
+    return {
         "forward only, NCHW": lambda x: full.encoder(x),
-        f"forward only, {LAYOUT}": lambda x: full.encoder(preferred_layout(x)),
+        "forward only, channels-last": lambda x: full.encoder(channels_last(x)),
         f"loop over {classes} classes, NCHW (baseline)": loop,
         f"one pass, {classes} classes, NCHW": full,
-        f"one pass, {classes} classes, {LAYOUT}": lambda x: full(preferred_layout(x)),
-        f"one pass, background + top-{topk}, {LAYOUT}": lambda x: top(preferred_layout(x)),
+        f"one pass, {classes} classes, channels-last": lambda x: full(channels_last(x)),
+        f"one pass, background + top-{topk}, NCHW": top,
+        f"one pass, background + top-{topk}, channels-last": lambda x: top(channels_last(x)),
     }
 
 
@@ -277,7 +281,7 @@ def main() -> None:
     parser.add_argument("--class-chunk", type=int, default=None, help="bound decoder memory (same result)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
-        "--max-memory", type=parse_memory, default=DEFAULT_MAX_MEMORY, help="decoder budget, e.g. 2GiB (default)"
+        "--max-memory", type=parse_memory, default=DEFAULT_MAX_MEMORY, help="decoder budget, e.g. 512MiB (default 1GiB)"
     )
     parser.add_argument("--memory", action="store_true", help="peak RSS per configuration instead of timings")
     parser.add_argument(
@@ -301,7 +305,8 @@ def main() -> None:
         f"torch {torch.__version__}, threads={torch.get_num_threads()}, "
         f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "
         f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, input {args.size}x{args.size}, "
-        f"decoder budget {args.max_memory / 2**30:.2f} GiB, tensor pages: {allocator.describe()}, {layout.describe()}"
+        f"decoder budget {args.max_memory / 2**30:.2f} GiB, tensor pages: {allocator.describe()}, "
+        f"{layout.describe(args.size, args.size)}"
     )
     if args.memory:
         memory_table(args, console)

@@ -156,7 +156,7 @@ def load(
     """Load a run folder, ``.pt`` checkpoint, ``.onnx`` file, TensorRT ``.engine`` or served model.
 
     A served model is a Triton URL: ``triton://HOST[:PORT]/NAME`` (HTTP) or ``triton+grpc://HOST[:PORT]/NAME``.
-    ``max_memory`` (bytes, or a size such as ``"2GB"`` or ``"512MiB"``; default 2 GiB) bounds a torch
+    ``max_memory`` (bytes, or a size such as ``"2GB"`` or ``"512MiB"``; default 1 GiB) bounds a torch
     model's decoder tensors: the classes are decoded in chunks that fit, with the same heatmaps.
     Like the CLI, it turns on :func:`twdeploy.runtime.allocator.use_huge_pages`.
     """

@@ -1,4 +1,4 @@
-"""Images run channels-last on the CPU (unless TWDEPLOY_CHANNELS_LAST=0), as given elsewhere."""
+"""Large CPU images run channels-last (unless TWDEPLOY_CHANNELS_LAST=0); small ones and other ranks as given."""
 
 from __future__ import annotations
 
@@ -14,30 +14,34 @@ from twdeploy.runtime.torch_backend import TorchBackend
 
 def test_cpu_images_become_channels_last(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(layout.VARIABLE, raising=False)
-    images = torch.rand(2, 3, 8, 8)
+    images = torch.rand(2, 3, 256, 256)
     out = layout.preferred_layout(images)
     assert out.is_contiguous(memory_format=torch.channels_last) and not out.is_contiguous()
     assert torch.equal(out, images)
     assert layout.preferred_layout(out) is out  # already channels-last: no copy
-    assert "channels-last" in layout.describe()
+    assert "channels-last" in layout.describe(256, 256)
 
 
-def test_opt_out_and_other_ranks_keep_the_layout(monkeypatch: pytest.MonkeyPatch) -> None:
-    flat = torch.rand(2, 3, 8)
+def test_small_images_other_ranks_and_the_opt_out_keep_the_layout(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(layout.VARIABLE, raising=False)
+    small = torch.rand(2, 3, 64, 64)
+    assert layout.preferred_layout(small) is small
+    assert "NCHW" in layout.describe(64, 64)
+    flat = torch.rand(2, 3, 65536)
     assert layout.preferred_layout(flat) is flat
     monkeypatch.setenv(layout.VARIABLE, "0")
-    images = torch.rand(2, 3, 8, 8)
+    images = torch.rand(2, 3, 256, 256)
     assert layout.preferred_layout(images) is images
-    assert "NCHW" in layout.describe()
+    assert "NCHW" in layout.describe(256, 256)
 
 
 def test_torch_backend_runs_channels_last_with_the_same_outputs(monkeypatch: pytest.MonkeyPatch) -> None:
     torch.manual_seed(0)
     model = fold_batchnorm(Segmenter("vgg_mini", num_classes=3).eval())
-    card = ModelCard(arch="vgg_mini", class_names=("background", "a", "b"), image_size=(32, 32))
+    card = ModelCard(arch="vgg_mini", class_names=("background", "a", "b"), image_size=(256, 256))
     seen: list[torch.Tensor] = []
     model.register_forward_pre_hook(lambda _, args: seen.append(args[0]))
-    batch = np.random.default_rng(0).random((2, 3, 32, 32), dtype=np.float32)
+    batch = np.random.default_rng(0).random((1, 3, 256, 256), dtype=np.float32)
     monkeypatch.delenv(layout.VARIABLE, raising=False)
     fast = TorchBackend.from_segmenter(model, card).infer(batch)
     monkeypatch.setenv(layout.VARIABLE, "0")

@@ -102,7 +102,7 @@ def main(
         str | None,
         typer.Option(
             help="Run or checkpoint: byte budget for the decoder's class-folded tensors, e.g. 2GB or 512MiB "
-            "(default 2GiB; --class-chunk wins); the classes are decoded in chunks that fit, with the same results."
+            "(default 1GiB; --class-chunk wins); the classes are decoded in chunks that fit, with the same results."
         ),
     ] = None,
     max_images: Annotated[int | None, typer.Option(help="Evaluate on the first N images only.")] = None,

@@ -63,7 +63,7 @@ def main(
     max_memory: Annotated[
         str | None,
         typer.Option(
-            help="Byte budget for the decoder's class-folded tensors, e.g. 2GB or 512MiB (default 2GiB; "
+            help="Byte budget for the decoder's class-folded tensors, e.g. 2GB or 512MiB (default 1GiB; "
             "--class-chunk wins): the torch verification run and the graph's class chunks (sized at the trace "
             "batch of 2) fit it."
         ),

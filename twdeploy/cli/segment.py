@@ -95,7 +95,7 @@ def main(
         str | None,
         typer.Option(
             help="Torch backend: byte budget for the decoder's class-folded tensors, e.g. 2GB or 512MiB "
-            "(default 2GiB); the classes are decoded in chunks that fit, with the same heatmaps."
+            "(default 1GiB); the classes are decoded in chunks that fit, with the same heatmaps."
         ),
     ] = None,
     batch: Annotated[int, typer.Option(min=1, help="Images per inference batch.")] = 1,

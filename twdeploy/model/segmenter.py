@@ -49,7 +49,7 @@ class ClassSelection:
         return min(self.topk + 1, num_classes) if self.topk is not None else num_classes
 
 
-DEFAULT_MAX_MEMORY = 2 * 1024**3
+DEFAULT_MAX_MEMORY = 1024**3
 LIVE_TENSORS = 4
 MEMORY_UNITS = {
     "b": 1,
@@ -101,7 +101,7 @@ class Segmenter(nn.Module):
     ``forward(images)`` returns ``(logits, heatmaps)`` with heatmaps ``(N, K', H, W)``; when
     the selection is not ``all`` it returns ``(logits, heatmaps, class_ids)`` where
     ``class_ids (N, K')`` names the class of each heatmap. The decoder takes ``class_chunk``
-    classes at a time, or without it as many as fit ``max_memory`` bytes (None: 2 GiB).
+    classes at a time, or without it as many as fit ``max_memory`` bytes (None: 1 GiB).
     ``input_rule`` is the rule of the conv that reads the image (``lrp.INPUT_RULES``); ``gamma``
     > 0 applies LRP-gamma to every other conv (0: LRP-epsilon, the paper's rule).
     """
