@@ -5,6 +5,9 @@ Saved activations have shape ``(N, *features)`` and are broadcast over K, never 
 A rule's result may be a :class:`Scaled` relevance ``a * c`` whose class-independent factor
 ``a`` is kept apart: the next rule down divides by ``stab(z)``, and forms ``a / stab(z)`` once
 per image instead of multiplying and dividing the class-folded tensor (one multiply per layer).
+A channels-last input (4-D activations stored NHWC, see :func:`channels_last`) keeps that layout
+through every rule, so the transposed convolutions get channels-last operands and nothing large
+is reordered; traced exports see NCHW inputs and take the plain branches.
 Every function here is built from ONNX ops that TensorRT's parser accepts (Conv,
 ConvTranspose, MatMul, Pad, Slice, Concat, Transpose, Reshape, Equal, arithmetic): no MaxUnpool,
 no pooling indices, no Col2Im, no data-dependent Python branches.
