@@ -10,6 +10,7 @@ from twdeploy.model import Segmenter, fold_batchnorm
 from twdeploy.model.card import ModelCard
 from twdeploy.runtime import layout
 from twdeploy.runtime.torch_backend import TorchBackend
+from twdeploy.training.evaluate import evaluate
 
 
 def test_cpu_images_become_channels_last(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -51,3 +52,19 @@ def test_torch_backend_runs_channels_last_with_the_same_outputs(monkeypatch: pyt
     np.testing.assert_allclose(fast.logits, plain.logits, rtol=1e-5, atol=1e-5)
     scale = np.abs(plain.heatmaps).max()
     np.testing.assert_allclose(fast.heatmaps / scale, plain.heatmaps / scale, rtol=0, atol=1e-3)
+
+
+def test_evaluation_runs_the_torch_backends_layout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``twdeploy eval`` of a checkpoint (and validation in training) feeds the model as the torch backend does."""
+    monkeypatch.delenv(layout.VARIABLE, raising=False)
+    model = Segmenter("vgg_mini", num_classes=3)
+    seen: list[torch.Tensor] = []
+    model.register_forward_pre_hook(lambda _, args: seen.append(args[0]))
+    batch = {
+        "image": torch.rand(1, 3, 256, 256),
+        "mask": torch.zeros(1, 256, 256, dtype=torch.long),
+        "has_mask": torch.ones(1, dtype=torch.bool),
+        "tags": torch.zeros(1, 3),
+    }
+    evaluate(model, [batch], ["background", "a", "b"], torch.device("cpu"), amp=False)
+    assert seen[0].is_contiguous(memory_format=torch.channels_last) and not seen[0].is_contiguous()

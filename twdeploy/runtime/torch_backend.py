@@ -20,7 +20,7 @@ from twdeploy.runtime.layout import preferred_layout
 class TorchBackend:
     """The segmenter itself; ``half`` runs it under CUDA float16 autocast, ``max_memory`` bounds its decoder.
 
-    Images run in :func:`~twdeploy.runtime.layout.preferred_layout` (channels-last on the CPU).
+    Images run in :func:`~twdeploy.runtime.layout.preferred_layout` (channels-last for large CPU images).
     """
 
     name = "torch"

@@ -19,6 +19,7 @@ from twdeploy.model.card_files import read_engine_info, read_metadata
 from twdeploy.model.io import load_model, resolve_checkpoint
 from twdeploy.runtime import Backend, detect_backend, open_backend
 from twdeploy.runtime.base import run_exports
+from twdeploy.runtime.layout import preferred_layout
 from twdeploy.training.data import eval_loader
 from twdeploy.training.device import autocast, resolve_device
 from twdeploy.training.metrics import ConfusionMatrix, MultiLabelF1
@@ -52,6 +53,7 @@ def evaluate(
 ) -> EvalResult:
     """Run ``model`` (all class heatmaps or score maps) over ``loader``; the model is left in the mode it came in.
 
+    Images run in :func:`~twdeploy.runtime.layout.preferred_layout`, as the torch backend runs them.
     Tag F1 is nan for a model without a classification head (the plain U-Net). ``sum_counts``
     sums the pixel and tag counts over the ranks that each evaluated a share of the set.
     """
@@ -64,7 +66,7 @@ def evaluate(
         with torch.random.fork_rng(devices=[]):  # item loading draws from torch's RNG: keep training's intact
             for batch in loader:
                 with autocast(device, amp):
-                    logits, heatmaps = model(batch["image"].to(device))[:2]
+                    logits, heatmaps = model(preferred_layout(batch["image"].to(device)))[:2]
                 has_mask = batch["has_mask"].to(device)
                 confusion.update(heatmaps.argmax(dim=1)[has_mask], batch["mask"].to(device)[has_mask])
                 if model.has_classifier:
