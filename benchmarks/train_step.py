@@ -3,7 +3,8 @@
 Each variant runs in its own child process so its peak memory (``ru_maxrss``) is its own.
 Prints seconds per step (median) and peak RSS, with time ratios against the class loop and the
 one pass (full gradient) where they ran. ``--tied-chunks`` adds the tied variant with each
-class chunk (``training_heatmaps(..., chunk)``: checkpointed chunks, the same gradient).
+class chunk (``training_heatmaps(..., chunk)``: checkpointed chunks, the same gradient). The first
+half of each batch (rounded up) has a mask, as with the default ``--pixel-share 0.5``.
 
     python benchmarks/train_step.py                         # resnet50, 256 px, 21 classes, batch 4
     python benchmarks/train_step.py --arch resnet18 --size 128 --batch 2
@@ -27,13 +28,14 @@ from twdeploy.runtime import allocator
 
 # The reference-like class loop, one pass with the full gradient (the reference's), and one pass
 # with --heatmap-grad tied (the pixel loss through the tied weights only: no backward through the
-# encoder's saved activations from the decoder).
-VARIANTS = ("class_loop", "one_pass", "one_pass_tied")
+# encoder's saved activations from the decoder). The one passes decode the masked images only, as
+# the trainer does; one_pass_tied_all_rows decodes every image (the trainer before that).
+VARIANTS = ("class_loop", "one_pass", "one_pass_tied", "one_pass_tied_all_rows")
 
 
 def _step_fn(variant: str, arch: str, size: int, batch: int, classes: int, chunk: int | None):
     from twdeploy.model import Segmenter
-    from twdeploy.training.chunking import training_heatmaps
+    from twdeploy.training.chunking import loss_rows, training_heatmaps
     from twdeploy.training.losses import classification_loss, total_loss
     from twdeploy.training.tying import decoder_aliases
 
@@ -46,10 +48,10 @@ def _step_fn(variant: str, arch: str, size: int, batch: int, classes: int, chunk
     masks = torch.randint(0, classes, (batch, size, size))
     has_mask = torch.arange(batch) < (batch + 1) // 2
 
-    def one_pass(grad: str) -> None:
+    def one_pass(grad: str, rows: slice | torch.Tensor) -> None:
         logits, saved = model.encode(images)
-        heatmaps = training_heatmaps(model, logits, saved, aliases, chunk, grad)
-        loss, _ = total_loss(logits, tags, heatmaps, masks, has_mask)
+        heatmaps = training_heatmaps(model, logits, saved, aliases, chunk, grad, rows)
+        loss, _ = total_loss(logits, tags, heatmaps, masks[rows], has_mask[rows])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -73,7 +75,8 @@ def _step_fn(variant: str, arch: str, size: int, batch: int, classes: int, chunk
 
     if variant == "class_loop":
         return class_loop
-    return lambda: one_pass("tied" if variant == "one_pass_tied" else "full")
+    rows = slice(None) if variant.endswith("all_rows") else loss_rows(has_mask)
+    return lambda: one_pass("full" if variant == "one_pass" else "tied", rows)
 
 
 def child(args: argparse.Namespace) -> None:
@@ -118,13 +121,13 @@ def main() -> None:
         f"{args.arch}, {args.size}x{args.size}, {args.classes} classes, batch {args.batch}, CPU, "
         f"torch threads {args.threads}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '-')}, "
         f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '-')}, median of {args.repeats}, "
-        f"tensor pages: {allocator.describe()}"
+        f"tensor pages: {allocator.describe()}, images with a mask: {(args.batch + 1) // 2}"
     )
     refs = [r for r in ("class_loop", "one_pass") if r in rows]
-    print(f"{'variant':<14} {'s/step':>9} {'peak RSS MB':>12}" + "".join(f" {'t / ' + r:>16}" for r in refs))
+    print(f"{'variant':<22} {'s/step':>9} {'peak RSS MB':>12}" + "".join(f" {'t / ' + r:>16}" for r in refs))
     for name, row in rows.items():
         ratios = "".join(f" {row['s_per_step'] / rows[r]['s_per_step']:15.2f}x" for r in refs)
-        print(f"{name:<14} {row['s_per_step']:9.2f} {row['peak_mb']:12.0f}{ratios}")
+        print(f"{name:<22} {row['s_per_step']:9.2f} {row['peak_mb']:12.0f}{ratios}")
 
 
 if __name__ == "__main__":

@@ -81,12 +81,21 @@ def _affine(op: Callable[..., Tensor], x: Tensor, module: nn.Conv2d | nn.Linear)
     return out + bias.view(shape), out + bias.detach().view(shape)
 
 
-def _bn_scale(bn: nn.BatchNorm2d, x: Tensor) -> Tensor:
+def _batch_variance(bn: nn.BatchNorm2d, x: Tensor) -> Tensor | None:
+    """The (detached) per-channel variance a batch-statistics forward normalised ``x`` with; None: running ones.
+
+    Saved by the forward, so a decoder pass over some images of the batch uses the whole batch's statistics.
+    """
+    if bn.training or bn.running_var is None:
+        return x.detach().var(dim=(0, 2, 3), unbiased=False)
+    return None
+
+
+def _bn_scale(bn: nn.BatchNorm2d, batch_variance: Tensor | None, dtype: torch.dtype) -> Tensor:
     """The per-channel factor ``s`` of ``y = s*x + t`` with the statistics the forward used."""
-    batch_stats = bn.training or bn.running_var is None
-    var = x.var(dim=(0, 2, 3), unbiased=False) if batch_stats else bn.running_var
-    scale = torch.rsqrt(rules.cast(var, x.dtype) + bn.eps)
-    return scale * rules.cast(bn.weight, x.dtype) if bn.weight is not None else scale
+    var = bn.running_var if batch_variance is None else batch_variance
+    scale = torch.rsqrt(rules.cast(var, dtype) + bn.eps)
+    return scale * rules.cast(bn.weight, dtype) if bn.weight is not None else scale
 
 
 def _out_of_place(module: nn.Module, x: Tensor) -> Tensor:
@@ -139,7 +148,10 @@ def lrp_forward(module: nn.Module, x: Tensor) -> tuple[Tensor, Any]:
     if isinstance(module, nn.AdaptiveAvgPool2d):
         y = rules.adaptive_avgpool2d(x, adaptive_output_size(module, x))
         return y, (x, y)
-    if isinstance(module, nn.BatchNorm2d | nn.MaxPool2d | nn.AvgPool2d):
+    if isinstance(module, nn.BatchNorm2d):
+        y = module(x)
+        return y, (x, y, _batch_variance(module, x))
+    if isinstance(module, nn.MaxPool2d | nn.AvgPool2d):
         y = module(x)
         return y, (x, y)
     if isinstance(module, nn.Flatten):
@@ -168,21 +180,18 @@ def lrp_relevance(module: nn.Module, saved: Any, r: rules.Relevance, ctx: Decode
         if isinstance(r, rules.Scaled):
             return rules.Scaled(rules.crop(r.c, module.padding, saved), rules.crop(r.a, module.padding, saved))
         return rules.crop(r, module.padding, saved)
+    if isinstance(module, nn.BatchNorm2d):
+        a, y, batch_variance = saved
+        return rules.batchnorm(a, y, r, _bn_scale(module, batch_variance, a.dtype), ctx.eps)
     a, y = saved
     if isinstance(module, nn.Conv2d):
         return _conv_relevance(module, a, y, r, ctx.weight(module), module.bias, ctx)
     if isinstance(module, nn.Linear):
         return rules.linear(a, y, r, ctx.weight(module), ctx.eps)
-    if isinstance(module, nn.BatchNorm2d):
-        return rules.batchnorm(a, y, r, _bn_scale(module, a), ctx.eps)
     if isinstance(module, nn.MaxPool2d):
-        return rules.maxpool2d(
-            a, y, r, _pair(module.kernel_size), _pair(module.stride), _pair(module.padding)
-        )
+        return rules.maxpool2d(a, y, r, _pair(module.kernel_size), _pair(module.stride), _pair(module.padding))
     if isinstance(module, nn.AvgPool2d):
-        return rules.avgpool2d(
-            a, y, r, _pair(module.kernel_size), _pair(module.stride), _pair(module.padding), ctx.eps
-        )
+        return rules.avgpool2d(a, y, r, _pair(module.kernel_size), _pair(module.stride), _pair(module.padding), ctx.eps)
     if isinstance(module, nn.AdaptiveAvgPool2d):
         return rules.adaptive_avgpool2d_relevance(a, y, r, ctx.eps)
     raise TypeError(f"no relevance rule for {type(module).__name__}")
@@ -227,8 +236,8 @@ def _conv_bn_relevance(
     detached inside ``z`` like every bias (method.md 1.3).
     """
     a, _ = saved_conv
-    x, y = saved_bn
-    scale = _bn_scale(bn, x.detach())
+    x, y, batch_variance = saved_bn
+    scale = _bn_scale(bn, batch_variance, x.dtype)
     sx = x * scale.view(1, -1, 1, 1)
     shift = (y - sx).detach()
     z = sx + shift

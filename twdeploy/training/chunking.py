@@ -1,8 +1,10 @@
-"""Class-chunked heatmaps for training: bounded memory, exactly the gradient of one pass.
+"""The heatmaps of a training step: only the images the pixel loss reads, in class chunks.
 
-Each chunk of classes is decoded under ``torch.utils.checkpoint``: its intermediate relevance
-tensors are dropped after the forward and recomputed in the backward, so only one chunk's
-decoder activations are alive at a time.
+Images without a mask never enter the pixel loss, so only the rows of :func:`loss_rows` are
+decoded (the decoder's work and memory scale with the masked images, the gradient is unchanged).
+With a class chunk each chunk of classes is decoded under ``torch.utils.checkpoint``: its
+intermediate relevance tensors are dropped after the forward and recomputed in the backward, so
+only one chunk's decoder activations are alive at a time.
 """
 
 from __future__ import annotations
@@ -23,6 +25,38 @@ def detached(saved: Any) -> Any:
         return saved.detach()
     if isinstance(saved, list | tuple):
         return type(saved)(detached(s) for s in saved)
+    return saved
+
+
+Rows = slice | Tensor
+"""Images of a batch: a slice when they are its first ones (the sampler puts masked images first), else indices."""
+
+
+def loss_rows(has_mask: Tensor) -> Rows:
+    """The images whose heatmaps the pixel loss reads; the first image when none has a mask.
+
+    Decoding one image keeps the pixel loss (then 0) attached to the decoder weights, which
+    data-parallel training needs on every rank.
+    """
+    index = torch.nonzero(has_mask.cpu()).flatten()
+    count = int(index.numel())
+    if count == 0:
+        return slice(0, 1)
+    if int(index[-1]) == count - 1:
+        return slice(0, count)
+    return index.to(has_mask.device)
+
+
+def select_rows(saved: Any, rows: Rows) -> Any:
+    """The saved activations (``(N, ...)`` tensors in nested lists and tuples) of the images ``rows``.
+
+    One-dimensional tensors are batch statistics shared by every image (a train-mode batch
+    norm's variance) and stay whole.
+    """
+    if isinstance(saved, Tensor):
+        return saved[rows] if saved.dim() > 1 else saved
+    if isinstance(saved, list | tuple):
+        return type(saved)(select_rows(s, rows) for s in saved)
     return saved
 
 
@@ -52,10 +86,15 @@ def training_heatmaps(
     weights: Mapping[nn.Module, Tensor] | None = None,
     chunk: int | None = None,
     grad: str = "tied",
+    rows: Rows | None = None,
 ) -> Tensor:
-    """The heatmaps of a training step; ``grad`` ``tied`` cuts the logits and saved activations from the
-    graph, so the pixel loss reaches the encoder through the tied decoder weights only (TrainConfig.heatmap_grad).
+    """The heatmaps of a training step, of the images ``rows`` (all when None).
+
+    ``grad`` ``tied`` cuts the logits and saved activations from the graph, so the pixel loss
+    reaches the encoder through the tied decoder weights only (TrainConfig.heatmap_grad).
     """
+    if rows is not None:
+        logits, saved = logits[rows], select_rows(saved, rows)
     if grad == "tied":
         logits, saved = logits.detach(), detached(saved)
     r_top, _ = model.start_relevance(logits)

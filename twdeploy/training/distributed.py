@@ -133,7 +133,7 @@ class Ranks:
             yield
 
     def wrap(
-        self, forward: Callable[[torch.Tensor], Any], model: nn.Module, extra: Sequence[nn.Parameter], unused: bool
+        self, forward: Callable[..., Any], model: nn.Module, extra: Sequence[nn.Parameter], unused: bool
     ) -> Callable:
         """``forward`` through ``DistributedDataParallel`` over ``model`` and ``extra`` leaves, or as it is.
 
@@ -148,14 +148,14 @@ class Ranks:
 class _Forward(nn.Module):
     """A training forward as a module owning every trained parameter, the tied-weight aliases included."""
 
-    def __init__(self, forward: Callable[[torch.Tensor], Any], model: nn.Module, extra: Sequence[nn.Parameter]) -> None:
+    def __init__(self, forward: Callable[..., Any], model: nn.Module, extra: Sequence[nn.Parameter]) -> None:
         super().__init__()
         self.model = model
         self.extra = nn.ParameterList(extra)
         self.forward_fn = forward
 
-    def forward(self, images: torch.Tensor) -> Any:
-        return self.forward_fn(images)
+    def forward(self, images: torch.Tensor, *args: Any) -> Any:
+        return self.forward_fn(images, *args)
 
 
 def is_main_process() -> bool:

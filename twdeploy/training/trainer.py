@@ -32,7 +32,7 @@ from twdeploy.model.io import read_checkpoint, save_checkpoint
 from twdeploy.model.segmenter import Segmenter
 from twdeploy.paths import output_dir
 from twdeploy.signals import Interrupted, deferred_signals, stop_on_signals
-from twdeploy.training.chunking import training_heatmaps
+from twdeploy.training.chunking import Rows, loss_rows, training_heatmaps
 from twdeploy.training.config import TrainConfig
 from twdeploy.training.data import build_run_data, eval_loader, train_loader
 from twdeploy.training.device import autocast, resolve_device
@@ -210,19 +210,21 @@ class Trainer:
         save_checkpoint(self.run_dir / "checkpoints" / name, self.model, self.card, extra)
 
     # -- loop -------------------------------------------------------------------------------------
-    def score_maps(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(logits, class score maps)`` of a batch: tied LRP heatmaps, or a U-Net's own maps."""
+    def score_maps(self, images: torch.Tensor, rows: Rows) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(logits, class score maps of the images rows)``: tied LRP heatmaps, or a U-Net's own maps."""
         if self.cfg.model != "heatmap":
-            return self.model(images)
+            logits, maps = self.model(images)
+            return logits, maps[rows]
         logits, saved = self.model.encode(images)
         cfg = self.cfg
-        return logits, training_heatmaps(self.model, logits, saved, self.aliases, cfg.class_chunk, cfg.heatmap_grad)
+        maps = training_heatmaps(self.model, logits, saved, self.aliases, cfg.class_chunk, cfg.heatmap_grad, rows)
+        return logits, maps
 
-    def _training_forward(self, images: torch.Tensor) -> Any:
-        """Logits (classify stage), or ``(logits, score maps)``: what DDP wraps."""
+    def _training_forward(self, images: torch.Tensor, rows: Rows | None = None) -> Any:
+        """Logits (classify stage), or ``(logits, score maps of rows)``: what DDP wraps."""
         if self.cfg.stage == "classify":
             return self.model.encoder(images)
-        return self.score_maps(images)
+        return self.score_maps(images, slice(None) if rows is None else rows)
 
     def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
         """One optimiser step on a batch; returns the loss and its unweighted parts."""
@@ -233,14 +235,16 @@ class Trainer:
                 logits = self.forward(images)
             cls = classification_loss(logits, batch["tags"].to(dev))
             return self._step(cfg.w_cls * cls, {"cls": float(cls.detach())})
+        has_mask = batch["has_mask"].to(dev)
+        rows = loss_rows(has_mask)  # the pixel loss reads only the masked images' maps
         with autocast(dev, cfg.amp):
-            logits, heatmaps = self.forward(images)
+            logits, heatmaps = self.forward(images, rows)
         loss, parts = total_loss(
             logits,
             batch["tags"].to(dev),
             heatmaps,
-            batch["mask"].to(dev),
-            batch["has_mask"].to(dev),
+            batch["mask"].to(dev)[rows],
+            has_mask[rows],
             w_cls=cfg.tag_weight,
             w_seg=cfg.w_seg,
             boundary=cfg.boundary,  # type: ignore[arg-type]
