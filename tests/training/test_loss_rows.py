@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from twdeploy.model import Segmenter
-from twdeploy.training.chunking import loss_rows, select_rows, training_heatmaps
+from twdeploy.training.chunking import detached, loss_rows, select_rows, training_heatmaps
 from twdeploy.training.losses import total_loss
 from twdeploy.training.tying import decoder_aliases
 
@@ -57,3 +57,13 @@ def test_select_rows_keeps_batch_statistics_and_non_tensors_whole() -> None:
     picked = select_rows([(activation, variance, None), (2, 3)], torch.tensor([0, 2]))
     torch.testing.assert_close(picked[0][0], activation[[0, 2]])
     assert picked[0][1] is variance and picked[0][2] is None and picked[1] == (2, 3)
+
+
+@pytest.mark.parametrize("transform", ["detached", "select_rows"])
+def test_a_tensor_saved_twice_maps_to_one_tensor(transform: str) -> None:
+    block_input, other = torch.rand(2, 3, 4, 4, requires_grad=True), torch.rand(2, 3, 4, 4)
+    saved = [(block_input, other), [block_input, None]]  # a residual block's conv input and its shortcut
+    out = detached(saved) if transform == "detached" else select_rows(saved, slice(0, 1))
+    assert out[0][0] is out[1][0] and out[0][1] is not out[0][0]
+    if transform == "detached":
+        assert not out[0][0].requires_grad

@@ -9,7 +9,7 @@ only one chunk's decoder activations are alive at a time.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -19,13 +19,29 @@ from torch.utils.checkpoint import checkpoint
 from twdeploy.model.segmenter import Segmenter
 
 
+def map_saved(saved: Any, fn: Callable[[Tensor], Tensor]) -> Any:
+    """``fn`` of every tensor in the saved activations (nested lists and tuples), the rest as it is.
+
+    A tensor saved twice (a residual block's input: its first conv's and its shortcut's) maps to
+    one result, so the relevance rules still see one tensor (``rules.add`` keeps shared factors).
+    """
+    done: dict[int, Tensor] = {}
+
+    def visit(item: Any) -> Any:
+        if isinstance(item, Tensor):
+            if id(item) not in done:
+                done[id(item)] = fn(item)
+            return done[id(item)]
+        if isinstance(item, list | tuple):
+            return type(item)(visit(i) for i in item)
+        return item
+
+    return visit(saved)
+
+
 def detached(saved: Any) -> Any:
-    """The saved activations (tensors in nested lists and tuples) cut from the graph."""
-    if isinstance(saved, Tensor):
-        return saved.detach()
-    if isinstance(saved, list | tuple):
-        return type(saved)(detached(s) for s in saved)
-    return saved
+    """The saved activations cut from the graph."""
+    return map_saved(saved, Tensor.detach)
 
 
 Rows = slice | Tensor
@@ -53,11 +69,7 @@ def select_rows(saved: Any, rows: Rows) -> Any:
     One-dimensional tensors are batch statistics shared by every image (a train-mode batch
     norm's variance) and stay whole.
     """
-    if isinstance(saved, Tensor):
-        return saved[rows] if saved.dim() > 1 else saved
-    if isinstance(saved, list | tuple):
-        return type(saved)(select_rows(s, rows) for s in saved)
-    return saved
+    return map_saved(saved, lambda t: t[rows] if t.dim() > 1 else t)
 
 
 def decode_chunked(
