@@ -87,6 +87,7 @@ def test_benchmark_table_and_json(tiny_run: tuple[Path, Path]) -> None:
     table = runner.invoke(app, ["benchmark", str(run), "--batches", "1,2", "--runs", "2", "--warmup", "1"])
     assert table.exit_code == 0, table.output
     assert "onnxruntime" in table.output and "torch" in table.output and "Threads:" in table.output
+    assert "torch_image_layout=" in table.output
     result = runner.invoke(app, ["benchmark", str(run), "--batches", "2", "--runs", "1", "--warmup", "0", "--json"])
     payload = json.loads(result.output)
     rows = {(r["backend"], r["batch"]): r for r in payload["results"]}

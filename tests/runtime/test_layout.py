@@ -21,6 +21,7 @@ def test_cpu_images_become_channels_last(monkeypatch: pytest.MonkeyPatch) -> Non
     assert torch.equal(out, images)
     assert layout.preferred_layout(out) is out  # already channels-last: no copy
     assert "channels-last" in layout.describe(256, 256)
+    assert layout.rule() == "channels-last for CPU images of 256x256 px or more, else NCHW"
 
 
 def test_small_images_other_ranks_and_the_opt_out_keep_the_layout(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -34,6 +35,7 @@ def test_small_images_other_ranks_and_the_opt_out_keep_the_layout(monkeypatch: p
     images = torch.rand(2, 3, 256, 256)
     assert layout.preferred_layout(images) is images
     assert "NCHW" in layout.describe(256, 256)
+    assert layout.rule() == "NCHW (TWDEPLOY_CHANNELS_LAST=0)"
 
 
 def test_torch_backend_runs_channels_last_with_the_same_outputs(monkeypatch: pytest.MonkeyPatch) -> None:

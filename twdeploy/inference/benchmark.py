@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from twdeploy.errors import TwdeployError
-from twdeploy.runtime import BACKEND_NAMES, Backend, allocator, detect_backend, open_backend
+from twdeploy.runtime import BACKEND_NAMES, Backend, allocator, detect_backend, layout, open_backend
 
 RUN_EXPORTS = {"onnxruntime": "export/model.onnx", "tensorrt": "export/model.engine"}
 
@@ -69,7 +69,7 @@ def candidates(model: str | Path, backends: Sequence[str] | None = None) -> list
 
 
 def thread_settings(threads: int | None) -> dict[str, str]:
-    """The thread counts and OpenMP/MKL variables that decide CPU speed."""
+    """The thread counts, OpenMP/MKL variables, tensor pages and image layout that decide CPU speed."""
     env = {k: os.environ.get(k, "unset") for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY")}
     return {
         "cpu_cores": str(os.cpu_count()),
@@ -78,6 +78,7 @@ def thread_settings(threads: int | None) -> dict[str, str]:
         "onnxruntime_intra_op": str(threads) if threads else "default (one per physical core)",
         **env,
         "tensor_pages": allocator.describe(),
+        "torch_image_layout": layout.rule(),
     }
 
 

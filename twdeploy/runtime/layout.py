@@ -37,3 +37,11 @@ def describe(height: int, width: int) -> str:
     enabled = channels_last_enabled(torch.device("cpu"), height, width)
     setting = os.environ.get(VARIABLE, "unset")
     return f"CPU images {height}x{width} run {'channels-last' if enabled else 'NCHW'} ({VARIABLE}={setting})"
+
+
+def rule() -> str:
+    """The layout rule in force, for settings lines that do not know the image size."""
+    if os.environ.get(VARIABLE, "1") == "0":
+        return f"NCHW ({VARIABLE}=0)"
+    side = int(MIN_PIXELS**0.5)
+    return f"channels-last for CPU images of {side}x{side} px or more, else NCHW"
