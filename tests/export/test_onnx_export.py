@@ -16,6 +16,7 @@ from twdeploy.export.verify import measure, verify_against
 from twdeploy.model.card import ModelCard
 from twdeploy.model.card_files import read_metadata, read_onnx_card
 from twdeploy.model.pretrained import load_pretrained
+from twdeploy.model.segmenter import LIVE_TENSORS, _largest_activation_bytes, chunk_for_budget
 from twdeploy.runtime import open_backend
 from twdeploy.runtime.torch_backend import TorchBackend
 
@@ -89,6 +90,23 @@ def test_batch_axis_is_dynamic_and_size_static(tmp_path):
     for batch in (1, 3):
         _, outputs = _parity(model, path, card, compare.FP32, count=batch)
         assert outputs["logits"].shape == (batch, 4)
+
+
+def test_budget_chunked_export_runs_at_every_batch(tmp_path):
+    """A class chunk chosen from the memory budget while tracing is a constant of the graph, not batch-dependent."""
+    card = _card("vgg_mini", 32, classes=5)
+    torch.manual_seed(0)
+    model = card.build().eval()
+    with torch.no_grad():
+        saved_one, saved_two = model.encode(torch.rand(1, 3, 32, 32))[1], model.encode(torch.rand(2, 3, 32, 32))[1]
+    model.max_memory = 2 * LIVE_TENSORS * _largest_activation_bytes(saved_two)  # 2 classes a chunk at batch 2
+    assert chunk_for_budget(saved_two, 5, model.max_memory) == 2 < chunk_for_budget(saved_one, 5, model.max_memory)
+    path = tmp_path / "model.onnx"
+    save_onnx(to_onnx(model, card), path)  # traced at batch 2
+    for batch in (1, 3):
+        verification, outputs = _parity(model, path, card, compare.FP32, count=batch)
+        assert verification.passed, verification.checks
+        assert outputs["heatmaps"].shape == (batch, 5, 32, 32)
 
 
 def test_metadata_round_trip(tmp_path):

@@ -10,6 +10,7 @@ budget is a runtime choice (``--max-memory``), not part of the model card.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -81,9 +82,13 @@ def parse_memory(value: int | str, what: str = "--max-memory") -> int:
 
 
 def _largest_activation_bytes(saved: Any) -> int:
-    """Bytes of the largest tensor among the saved activations (nested lists and tuples)."""
+    """Bytes of the largest tensor among the saved activations (nested lists and tuples).
+
+    A Python int from the static shape: while tracing, ``numel()`` is a traced value, and a class
+    chunk computed from it would make the exported graph's slices depend on the batch size.
+    """
     if isinstance(saved, Tensor):
-        return saved.numel() * saved.element_size()
+        return math.prod(int(d) for d in saved.shape) * saved.element_size()
     if isinstance(saved, list | tuple):
         return max((_largest_activation_bytes(s) for s in saved), default=0)
     return 0
