@@ -85,8 +85,11 @@ def _save_classifier_onnx(model: Segmenter, size: int, path: Path) -> None:
 
 def _run_child(*args: object) -> float:
     cmd = [sys.executable, __file__, *(str(a) for a in args)]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    return float(json.loads(out.strip().splitlines()[-1])["ms"])
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise SystemExit(f"{' '.join(cmd[2:])}: exit {done.returncode}: {last}")
+    return float(json.loads(done.stdout.strip().splitlines()[-1])["ms"])
 
 
 @app.command()
