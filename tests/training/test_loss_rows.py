@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from twdeploy.model import Segmenter
+from twdeploy.model.lrp import BatchStatistics
 from twdeploy.training.chunking import detached, loss_rows, select_rows, training_heatmaps
 from twdeploy.training.losses import total_loss
 from twdeploy.training.tying import decoder_aliases
@@ -53,10 +54,11 @@ def test_loss_rows_is_a_slice_for_leading_masks_and_indices_otherwise() -> None:
 
 
 def test_select_rows_keeps_batch_statistics_and_non_tensors_whole() -> None:
-    activation, variance = torch.arange(24.0).view(4, 6), torch.ones(6)
-    picked = select_rows([(activation, variance, None), (2, 3)], torch.tensor([0, 2]))
+    activation = torch.arange(24.0).view(4, 6)
+    statistics = BatchStatistics(torch.rand(4, 6, 2, 2))
+    picked = select_rows([(activation, statistics, None), (2, 3)], torch.tensor([0, 2]))
     torch.testing.assert_close(picked[0][0], activation[[0, 2]])
-    assert picked[0][1] is variance and picked[0][2] is None and picked[1] == (2, 3)
+    assert picked[0][1] is statistics and picked[0][2] is None and picked[1] == (2, 3)
 
 
 @pytest.mark.parametrize("transform", ["detached", "select_rows"])

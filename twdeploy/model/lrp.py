@@ -11,6 +11,7 @@ export. Containers (blocks, whole backbones) take part by defining
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -81,19 +82,25 @@ def _affine(op: Callable[..., Tensor], x: Tensor, module: nn.Conv2d | nn.Linear)
     return out + bias.view(shape), out + bias.detach().view(shape)
 
 
-def _batch_variance(bn: nn.BatchNorm2d, x: Tensor) -> Tensor | None:
-    """The (detached) per-channel variance a batch-statistics forward normalised ``x`` with; None: running ones.
+class BatchStatistics:
+    """The whole batch a batch-statistics batch norm normalised; its variance is computed when a rule first asks.
 
-    Saved by the forward, so a decoder pass over some images of the batch uses the whole batch's statistics.
+    Saved by the forward, so a decoder pass over some images of the batch uses the whole batch's
+    statistics, and a plain forward (no decoder) computes nothing extra.
     """
-    if bn.training or bn.running_var is None:
-        return x.detach().var(dim=(0, 2, 3), unbiased=False)
-    return None
+
+    def __init__(self, x: Tensor) -> None:
+        self.x = x
+
+    @functools.cached_property
+    def variance(self) -> Tensor:
+        """The per-channel variance the forward normalised with (detached)."""
+        return self.x.detach().var(dim=(0, 2, 3), unbiased=False)
 
 
-def _bn_scale(bn: nn.BatchNorm2d, batch_variance: Tensor | None, dtype: torch.dtype) -> Tensor:
+def _bn_scale(bn: nn.BatchNorm2d, stats: BatchStatistics | None, dtype: torch.dtype) -> Tensor:
     """The per-channel factor ``s`` of ``y = s*x + t`` with the statistics the forward used."""
-    var = bn.running_var if batch_variance is None else batch_variance
+    var = bn.running_var if stats is None else stats.variance
     scale = torch.rsqrt(rules.cast(var, dtype) + bn.eps)
     return scale * rules.cast(bn.weight, dtype) if bn.weight is not None else scale
 
@@ -150,7 +157,7 @@ def lrp_forward(module: nn.Module, x: Tensor) -> tuple[Tensor, Any]:
         return y, (x, y)
     if isinstance(module, nn.BatchNorm2d):
         y = module(x)
-        return y, (x, y, _batch_variance(module, x))
+        return y, (x, y, BatchStatistics(x) if module.training or module.running_var is None else None)
     if isinstance(module, nn.MaxPool2d | nn.AvgPool2d):
         y = module(x)
         return y, (x, y)
@@ -181,8 +188,8 @@ def lrp_relevance(module: nn.Module, saved: Any, r: rules.Relevance, ctx: Decode
             return rules.Scaled(rules.crop(r.c, module.padding, saved), rules.crop(r.a, module.padding, saved))
         return rules.crop(r, module.padding, saved)
     if isinstance(module, nn.BatchNorm2d):
-        a, y, batch_variance = saved
-        return rules.batchnorm(a, y, r, _bn_scale(module, batch_variance, a.dtype), ctx.eps)
+        a, y, stats = saved
+        return rules.batchnorm(a, y, r, _bn_scale(module, stats, a.dtype), ctx.eps)
     a, y = saved
     if isinstance(module, nn.Conv2d):
         return _conv_relevance(module, a, y, r, ctx.weight(module), module.bias, ctx)
@@ -236,8 +243,8 @@ def _conv_bn_relevance(
     detached inside ``z`` like every bias (method.md 1.3).
     """
     a, _ = saved_conv
-    x, y, batch_variance = saved_bn
-    scale = _bn_scale(bn, batch_variance, x.dtype)
+    x, y, stats = saved_bn
+    scale = _bn_scale(bn, stats, x.dtype)
     sx = x * scale.view(1, -1, 1, 1)
     shift = (y - sx).detach()
     z = sx + shift

@@ -23,6 +23,7 @@ from twdeploy.errors import TwdeployError
 from twdeploy.model.backbones import ChainNet
 from twdeploy.model.lrp import BN_RULES, INPUT_RULES, DecoderContext, check_supported
 from twdeploy.model.registry import build_backbone
+from twdeploy.model.rules import static_shape
 
 
 @dataclass(frozen=True)
@@ -84,11 +85,11 @@ def parse_memory(value: int | str, what: str = "--max-memory") -> int:
 def _largest_activation_bytes(saved: Any) -> int:
     """Bytes of the largest tensor among the saved activations (nested lists and tuples).
 
-    A Python int from the static shape: while tracing, ``numel()`` is a traced value, and a class
+    Python ints from the static shape: while tracing, ``numel()`` is a traced value, and a class
     chunk computed from it would make the exported graph's slices depend on the batch size.
     """
     if isinstance(saved, Tensor):
-        return math.prod(int(d) for d in saved.shape) * saved.element_size()
+        return math.prod(static_shape(saved, 0)) * saved.element_size()
     if isinstance(saved, list | tuple):
         return max((_largest_activation_bytes(s) for s in saved), default=0)
     return 0

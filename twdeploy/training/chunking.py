@@ -66,10 +66,9 @@ def loss_rows(has_mask: Tensor) -> Rows:
 def select_rows(saved: Any, rows: Rows) -> Any:
     """The saved activations (``(N, ...)`` tensors in nested lists and tuples) of the images ``rows``.
 
-    One-dimensional tensors are batch statistics shared by every image (a train-mode batch
-    norm's variance) and stay whole.
+    Anything else stays whole, a train-mode batch norm's ``BatchStatistics`` of the whole batch included.
     """
-    return map_saved(saved, lambda t: t[rows] if t.dim() > 1 else t)
+    return map_saved(saved, lambda t: t[rows])
 
 
 def decode_chunked(
