@@ -181,11 +181,12 @@ def lrp_relevance(module: nn.Module, saved: Any, r: rules.Relevance, ctx: Decode
     if isinstance(module, nn.Flatten):
         shape = rules.static_shape(saved)
         if isinstance(r, rules.Scaled):
-            return rules.Scaled(r.c.reshape((-1, int(r.c.shape[1]), *shape)), r.a.reshape((-1, *shape)))
+            return rules.Scaled(r.c.reshape((-1, int(r.c.shape[1]), *shape)), r.a.reshape((-1, *shape)), r.owned)
         return r.reshape((-1, int(r.shape[1]), *shape))
     if isinstance(module, nn.ZeroPad2d):
         if isinstance(r, rules.Scaled):
-            return rules.Scaled(rules.crop(r.c, module.padding, saved), rules.crop(r.a, module.padding, saved))
+            c, shared = rules.crop(r.c, module.padding, saved), rules.crop(r.a, module.padding, saved)
+            return rules.Scaled(c, shared, r.owned)
         return rules.crop(r, module.padding, saved)
     if isinstance(module, nn.BatchNorm2d):
         a, y, stats = saved

@@ -5,6 +5,9 @@ Saved activations have shape ``(N, *features)`` and are broadcast over K, never 
 A rule's result may be a :class:`Scaled` relevance ``a * c`` whose class-independent factor
 ``a`` is kept apart: the next rule down divides by ``stab(z)``, and forms ``a / stab(z)`` once
 per image instead of multiplying and dividing the class-folded tensor (one multiply per layer).
+Under ``torch.no_grad`` (inference, not tracing) a rule may overwrite a ``Scaled`` relevance's
+``c`` that is ``owned`` (a fresh tensor no one else holds): fewer large temporaries, each of them
+a fresh mapping the kernel must zero and fault in.
 A channels-last input (4-D activations stored NHWC, see :func:`channels_last`) keeps that layout
 through every rule, so the transposed convolutions get channels-last operands and nothing large
 is reordered; traced exports see NCHW inputs and take the plain branches.
@@ -41,31 +44,61 @@ def precise(t: Tensor) -> Tensor:
 
 @dataclass(frozen=True)
 class Scaled:
-    """Relevance ``a.unsqueeze(1) * c``: ``c`` is (N, K, ...), ``a`` (N, ...) is shared by the classes."""
+    """Relevance ``a.unsqueeze(1) * c``: ``c`` is (N, K, ...), ``a`` (N, ...) is shared by the classes.
+
+    ``owned``: ``c`` is a fresh result no one else holds, so the next rule may overwrite it.
+    """
 
     c: Tensor
     a: Tensor
+    owned: bool = False
 
 
 Relevance = Tensor | Scaled
 
 
+def overwritable(r: Relevance, dtype: torch.dtype | None = None) -> bool:
+    """Whether a rule may compute in place in ``r.c`` (``dtype``: and it is of that dtype).
+
+    Only an ``owned`` ``c``, and only without autograd and outside tracing, so training and
+    exported graphs see the out-of-place ops.
+    """
+    return (
+        isinstance(r, Scaled)
+        and r.owned
+        and (dtype is None or r.c.dtype == dtype)
+        and not torch.is_grad_enabled()
+        and not torch.jit.is_tracing()
+        and not torch.compiler.is_compiling()
+    )
+
+
 def materialize(r: Relevance) -> Tensor:
     """The relevance tensor (N, K, ...)."""
-    return r if isinstance(r, Tensor) else r.a.unsqueeze(1) * r.c
+    if isinstance(r, Tensor):
+        return r
+    if overwritable(r, r.a.dtype):
+        return r.c.mul_(r.a.unsqueeze(1))
+    return r.a.unsqueeze(1) * r.c
 
 
 def add(r1: Relevance, r2: Relevance) -> Relevance:
-    """``r1 + r2``; two ``Scaled`` sharing their ``a`` add their ``c`` only."""
+    """``r1 + r2``; two ``Scaled`` sharing their ``a`` add their ``c`` only (in place in an owned one)."""
     if isinstance(r1, Scaled) and isinstance(r2, Scaled) and r1.a is r2.a:
-        return Scaled(r1.c + r2.c, r1.a)
+        if overwritable(r1, r2.c.dtype):
+            return Scaled(r1.c.add_(r2.c), r1.a, owned=True)
+        if overwritable(r2, r1.c.dtype):
+            return Scaled(r2.c.add_(r1.c), r1.a, owned=True)
+        return Scaled(r1.c + r2.c, r1.a, owned=True)
     return materialize(r1) + materialize(r2)
 
 
 def divide(r: Relevance, z: Tensor, eps: float) -> Tensor:
-    """``R / stab(z)`` with ``z`` broadcast over the class axis, computed in ``precise`` dtype."""
+    """``R / stab(z)`` with ``z`` broadcast over the class axis, computed in ``precise`` dtype (in place when owned)."""
     if isinstance(r, Scaled):
         gain = precise(r.a) / stabilise(precise(z), eps)
+        if overwritable(r, gain.dtype):
+            return r.c.mul_(gain.unsqueeze(1))
         return cast(precise(r.c) * gain.unsqueeze(1), r.c.dtype)
     return cast(precise(r) / stabilise(precise(z.unsqueeze(1)), eps), r.dtype)
 
@@ -93,7 +126,7 @@ def unfold(r: Tensor, classes: int) -> Tensor:
 def linear(a: Tensor, z: Tensor, r: Relevance, weight: Tensor, eps: float) -> Scaled:
     """``R_in = a * (W^T (R / stab(z)))``."""
     s = divide(r, z, eps)
-    return Scaled(s @ cast(weight, s.dtype), a)
+    return Scaled(s @ cast(weight, s.dtype), a, owned=True)
 
 
 def conv2d(
@@ -123,7 +156,7 @@ def conv2d(
         c = F.conv2d(s, w.transpose(0, 1))  # the same map; ONNX Runtime's Conv is faster than its ConvTranspose
     else:
         c = F.conv_transpose2d(s, w, None, stride, padding, output_padding, groups, dilation)
-    return Scaled(unfold(c, classes), a)
+    return Scaled(unfold(c, classes), a, owned=True)
 
 
 def gamma_conv2d(
@@ -182,7 +215,7 @@ def batchnorm(x: Tensor, y: Tensor, r: Relevance, scale: Tensor, eps: float) -> 
     sx = x * scale.view(1, -1, 1, 1)
     factor = cast(precise(sx) / stabilise(precise(y), eps), x.dtype).detach()
     if isinstance(r, Scaled):
-        return Scaled(r.c, r.a * factor)
+        return Scaled(r.c, r.a * factor, r.owned)
     return factor.unsqueeze(1) * r
 
 
@@ -335,7 +368,7 @@ def adaptive_avgpool2d_relevance(a: Tensor, y: Tensor, r: Relevance, eps: float)
     c = ph.T @ s @ pw
     if channels_last(a):  # a MatMul's result is plain; reorder the (last, smallest) feature map here, once
         c = unfold(fold(c).contiguous(memory_format=torch.channels_last), int(c.shape[1]))
-    return Scaled(c, a)
+    return Scaled(c, a, owned=True)
 
 
 def avgpool2d(
