@@ -57,20 +57,14 @@ class Scaled:
 Relevance = Tensor | Scaled
 
 
-def overwritable(r: Relevance, dtype: torch.dtype | None = None) -> bool:
-    """Whether a rule may compute in place in ``r.c`` (``dtype``: and it is of that dtype).
+def in_place_allowed() -> bool:
+    """No autograd and no tracing: training and exported graphs see only out-of-place ops."""
+    return not torch.is_grad_enabled() and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
 
-    Only an ``owned`` ``c``, and only without autograd and outside tracing, so training and
-    exported graphs see the out-of-place ops.
-    """
-    return (
-        isinstance(r, Scaled)
-        and r.owned
-        and (dtype is None or r.c.dtype == dtype)
-        and not torch.is_grad_enabled()
-        and not torch.jit.is_tracing()
-        and not torch.compiler.is_compiling()
-    )
+
+def overwritable(r: Relevance, dtype: torch.dtype | None = None) -> bool:
+    """Whether a rule may compute in place in ``r.c``: ``owned`` (and of ``dtype``), when :func:`in_place_allowed`."""
+    return isinstance(r, Scaled) and r.owned and (dtype is None or r.c.dtype == dtype) and in_place_allowed()
 
 
 def materialize(r: Relevance) -> Tensor:
@@ -294,11 +288,18 @@ def _phase_sums(
     h_q, w_q = int(c.shape[-2]) + ru, int(c.shape[-1]) + rv
     c_pad = _pad_spatial(c, (rv, rv, ru, ru), channels_last)
     sums: dict[tuple[int, int], Tensor] = {}
+    accumulate = in_place_allowed()
     for (i, j), w in weights.items():
         u, v = i // sh, j // sw
-        term = c_pad[..., ru - u : ru - u + h_q, rv - v : rv - v + w_q] * F.pad(w, (v, rv - v, u, ru - u)).unsqueeze(1)
+        shifted = c_pad[..., ru - u : ru - u + h_q, rv - v : rv - v + w_q]
+        weight = F.pad(w, (v, rv - v, u, ru - u)).unsqueeze(1)
         phase = (i % sh, j % sw)
-        sums[phase] = sums[phase] + term if phase in sums else term
+        if phase not in sums:
+            sums[phase] = shifted * weight
+        elif accumulate:  # the sums are this function's own tensors
+            sums[phase].addcmul_(shifted, weight)
+        else:
+            sums[phase] = sums[phase] + shifted * weight
     zero = torch.zeros_like(sums[0, 0])
     return [[sums.get((p, q), zero) for q in range(sw)] for p in range(sh)]
 
