@@ -10,7 +10,7 @@ from twdeploy.model import Segmenter, fold_batchnorm
 
 
 class Recorder(TorchDispatchMode):
-    """Records the input of every transposed convolution (the decoder's conv rule) and the shape of every reorder."""
+    """Records the input of every convolution (the conv rule runs as Conv or ConvTranspose) and every reorder."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -18,7 +18,7 @@ class Recorder(TorchDispatchMode):
         self.copies: list[tuple[int, ...]] = []
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func is torch.ops.aten.convolution.default and args[6]:
+        if func is torch.ops.aten.convolution.default:
             self.transposed_inputs.append(args[0])
         if func in (torch.ops.aten.clone.default, torch.ops.aten.copy_.default):
             self.copies.append(tuple(args[0].shape))

@@ -145,12 +145,78 @@ def conv2d(
         - ((int(z.shape[2 + i]) - 1) * stride[i] - 2 * padding[i] + dilation[i] * (weight.shape[2 + i] - 1) + 1)
         for i in range(2)
     )
-    w = cast(weight, s.dtype)
-    if tuple(w.shape[2:]) == (1, 1) and stride == (1, 1) and padding == (0, 0) and groups == 1:
-        c = F.conv2d(s, w.transpose(0, 1))  # the same map; ONNX Runtime's Conv is faster than its ConvTranspose
-    else:
-        c = F.conv_transpose2d(s, w, None, stride, padding, output_padding, groups, dilation)
+    c = transposed_conv2d(s, cast(weight, s.dtype), stride, padding, output_padding, groups, dilation)
     return Scaled(unfold(c, classes), a, owned=True)
+
+
+def transposed_conv2d(
+    s: Tensor,
+    w: Tensor,
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    output_padding: tuple[int, int],
+    groups: int,
+    dilation: tuple[int, int],
+) -> Tensor:
+    """``F.conv_transpose2d(s, w, None, stride, padding, output_padding, groups, dilation)``, as a Conv where it can be.
+
+    The same map, written for the exported graph (the same code runs eager): ONNX Runtime's CPU
+    ConvTranspose is slower than its Conv.
+
+    - stride 1 (any kernel, groups, dilation): a Conv with the per-group transposed, spatially
+      flipped weight (:func:`_conv_weight`) and padding ``dilation * (k - 1) - padding`` per
+      side, plus ``output_padding`` at the bottom / right. A side whose padding would be
+      negative crops the input instead (at stride 1 the same as cropping the output); an
+      asymmetric remainder pads or crops the input with one Pad. A 1x1 kernel's Conv weight is
+      the transposed weight alone (no flip, no padding).
+    - 1x1 kernel, stride > 1 (any padding, groups): a 1x1 Conv at the input's resolution, then
+      the zero interleave that puts value ``(i, j)`` at ``(stride * i, stride * j)`` (a Pad of
+      the 6-D view), then one Pad to the output size (negative amounts crop).
+    - anything else (a strided kernel larger than 1x1): ConvTranspose.
+
+    Channels-last ``s`` (see :func:`channels_last`) gives a channels-last result, as
+    ``conv_transpose2d`` does: Conv and a 4-D Pad keep the layout, and the interleave runs on
+    the NHWC view. Every size is a Python int from static shapes (no data-dependent branch).
+    """
+    kernel = static_shape(w, 2)
+    if tuple(stride) == (1, 1):
+        lows = [dilation[d] * (kernel[d] - 1) - padding[d] for d in range(2)]
+        conv_padding = (max(0, lows[0]), max(0, lows[1]))  # Conv pads both sides alike
+        extra = [(lows[d] - conv_padding[d], lows[d] + output_padding[d] - conv_padding[d]) for d in range(2)]
+        if any(extra[0] + extra[1]):
+            s = F.pad(s, (*extra[1], *extra[0]))
+        return F.conv2d(s, _conv_weight(w, groups), None, 1, conv_padding, dilation, groups)
+    if kernel == (1, 1):
+        return _interleave(F.conv2d(s, _conv_weight(w, groups), None, 1, 0, 1, groups), stride, padding, output_padding)
+    return F.conv_transpose2d(s, w, None, stride, padding, output_padding, groups, dilation)
+
+
+def _conv_weight(w: Tensor, groups: int) -> Tensor:
+    """The Conv weight of ``w``'s transposed map: (Cout, Cin/g, kh, kw) -> (Cin, Cout/g, kh, kw), per group, flipped."""
+    c_out, c_in, kh, kw = static_shape(w, 0)
+    t = w.reshape(groups, c_out // groups, c_in, kh, kw).transpose(1, 2).reshape(groups * c_in, c_out // groups, -1)
+    if kh * kw > 1:  # the flip as a Gather with constant indices: the exporter folds it into the weight (not a Slice)
+        t = t.index_select(2, torch.tensor(range(kh * kw - 1, -1, -1), device=w.device))
+    return t.reshape(groups * c_in, c_out // groups, kh, kw)
+
+
+def _interleave(c: Tensor, stride: tuple[int, int], padding: tuple[int, int], output_pad: tuple[int, int]) -> Tensor:
+    """A 1x1 ConvTranspose's scatter: ``c[..., i, j]`` at ``(stride * i - padding, ...)``, zeros elsewhere.
+
+    The (h, 1, w, 1) view padded to (h, sh, w, sw) and flattened, then padded (or cropped) to
+    the transposed conv's ``(h - 1) * stride - 2 * padding + 1 + output_pad`` rows / columns.
+    """
+    channels, h, w = static_shape(c)
+    sh, sw = stride
+    if channels_last(c):  # pad the NHWC view: the copies run over C and the result stays channels-last
+        grid = F.pad(c.permute(0, 2, 3, 1).reshape(-1, h, 1, w, 1, channels), (0, 0, 0, sw - 1, 0, 0, 0, sh - 1))
+        placed = grid.reshape(-1, h * sh, w * sw, channels).permute(0, 3, 1, 2)
+    else:
+        grid = F.pad(c.reshape(-1, channels, h, 1, w, 1), (0, sw - 1, 0, 0, 0, sh - 1))
+        placed = grid.reshape(-1, channels, h * sh, w * sw)
+    ends = [(size - 1) * stride[d] + 1 + output_pad[d] - padding[d] for d, size in enumerate((h, w))]
+    crop = (-padding[1], ends[1] - w * sw, -padding[0], ends[0] - h * sh)
+    return F.pad(placed, crop) if any(crop) else placed
 
 
 def gamma_conv2d(
