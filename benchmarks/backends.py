@@ -47,7 +47,7 @@ def _median_ms(run, images: np.ndarray, repeats: int) -> float:
 @app.command(hidden=True)
 def child(backend: str, model: Path, batch: int, repeats: int, threads: int) -> None:
     """Time one backend on one model file; print its ms/img as JSON."""
-    allocator.use_huge_pages()  # as the CLI does; THP_MEM_ALLOC_ENABLE=0 measures without
+    allocator.configure()  # as the CLI does (THP_MEM_ALLOC_ENABLE, TWDEPLOY_REUSE_MEMORY)
     torch.set_num_threads(threads)
     runtime = open_backend(model, backend, "cpu", threads=threads if backend == "onnxruntime" else None)
     images = np.random.default_rng(0).random((batch, 3, *runtime.card.image_size), dtype=np.float32)
@@ -104,7 +104,7 @@ def main(
 ) -> None:
     """Print one row per (arch, selection, batch): torch ms/img, ORT ms/img, ratio, ORT against its floor."""
     n = threads or torch.get_num_threads()
-    allocator.use_huge_pages()  # the children do the same
+    allocator.configure()  # the children do the same
     torch.set_num_threads(1)  # idle OpenMP workers of this process would spin and steal the children's cores
     print(
         f"threads: torch {n}, onnxruntime intra-op {n}, each backend in its own process; "

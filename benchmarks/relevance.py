@@ -16,7 +16,8 @@ the goals "batch-4 peak <= 1.2 x 4 x batch-1 peak" and "vgg16 batch-4 peak <= 2.
 ``--pages`` instead times the one pass (all classes) with 4 KiB pages and with huge pages
 (``THP_MEM_ALLOC_ENABLE`` 0 / 1, see ``twdeploy.runtime.allocator``), each run in a child
 process of its own, the two alternating within each of ``--rounds`` rounds; with the page
-faults per pass and the child's peak RSS.
+faults per pass and the child's peak RSS. ``--reuse`` does the same with freed memory returned
+to the system or reused (``TWDEPLOY_REUSE_MEMORY`` 0 / 1).
 
 ``--budgets`` instead times the one pass (all classes) at each decoder budget, the budgets
 alternating within each of ``--rounds`` rounds (their order reversed every other round), with
@@ -26,6 +27,7 @@ the time ratio against the first budget and the classes per decoder chunk each b
     OMP_WAIT_POLICY=ACTIVE python benchmarks/relevance.py --memory --size 256 --threads 1
     OMP_WAIT_POLICY=ACTIVE python benchmarks/relevance.py --budgets 2GiB 512MiB --rounds 3 --threads 1
     OMP_WAIT_POLICY=ACTIVE python benchmarks/relevance.py --pages --archs resnet50 vgg16 --rounds 3
+    OMP_WAIT_POLICY=ACTIVE python benchmarks/relevance.py --reuse --archs resnet50 vgg16 --rounds 3
 """
 
 from __future__ import annotations
@@ -201,22 +203,26 @@ def pages_child(args: argparse.Namespace) -> None:
     print(json.dumps({"s": statistics.median(times), "faults": statistics.median(faults), "peak": peak}))
 
 
-def pages_table(args: argparse.Namespace, console: Console) -> None:
-    """One pass with 4 KiB pages vs huge pages, each in child processes, alternating within each round."""
-    settings = {"4 KiB pages": "0", "huge pages": "1"}
+PAGE_SETTINGS = {"4 KiB pages": {allocator.VARIABLE: "0"}, "huge pages": {allocator.VARIABLE: "1"}}
+REUSE_SETTINGS = {"memory returned": {allocator.REUSE_VARIABLE: "0"}, "memory reused": {allocator.REUSE_VARIABLE: "1"}}
+
+
+def pages_table(args: argparse.Namespace, console: Console, settings: dict[str, dict[str, str]]) -> None:
+    """One pass in each allocator setting (environment variables), each in child processes, alternating per round."""
     table = Table(title=f"one pass, all {args.classes} classes, {args.size} px, median of {args.rounds} rounds")
-    for col in ("arch", "batch", "pages", "s/batch", "time ratio", "min s", "max s", "page faults/pass", "peak MiB"):
-        table.add_column(col, justify="left" if col in ("arch", "pages") else "right")
+    columns = ("arch", "batch", "allocator", "s/batch", "time ratio", "min s", "max s", "page faults/pass", "peak MiB")
+    for col in columns:
+        table.add_column(col, justify="left" if col in ("arch", "allocator") else "right")
     for arch in args.archs:
         for batch in args.batches:
             runs: dict[str, list[dict[str, float]]] = {name: [] for name in settings}
             for rnd in range(args.rounds):
                 for name in list(settings) if rnd % 2 == 0 else list(settings)[::-1]:
                     cmd = [sys.executable, __file__, *sys.argv[1:], "--pages-child", f"{arch},{batch}"]
-                    env = {**os.environ, allocator.VARIABLE: settings[name]}
+                    env = {**os.environ, **settings[name]}
                     out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout
                     runs[name].append(json.loads(out.strip().splitlines()[-1]))
-            first = statistics.median(r["s"] for r in runs["4 KiB pages"])
+            first = statistics.median(r["s"] for r in runs[next(iter(settings))])
             for name, rows in runs.items():
                 seconds = [r["s"] for r in rows]
                 table.add_row(
@@ -289,10 +295,11 @@ def main() -> None:
     )
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of --budgets")
     parser.add_argument("--pages", action="store_true", help="time the one pass with 4 KiB pages vs huge pages instead")
+    parser.add_argument("--reuse", action="store_true", help="time the one pass with freed memory returned vs reused")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--pages-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    allocator.use_huge_pages()  # as the CLI does; THP_MEM_ALLOC_ENABLE=0 measures without
+    allocator.configure()  # as the CLI does (THP_MEM_ALLOC_ENABLE, TWDEPLOY_REUSE_MEMORY)
     torch.set_num_threads(args.threads)
     if args.child:
         memory_child(args)
@@ -314,8 +321,8 @@ def main() -> None:
     if args.budgets:
         budget_table(args, console)
         return
-    if args.pages:
-        pages_table(args, console)
+    if args.pages or args.reuse:
+        pages_table(args, console, PAGE_SETTINGS if args.pages else REUSE_SETTINGS)
         return
     peak = matmul_gflops(args.repeats)
     console.print(f"reference: 2048^3 float32 matmul at {peak:.1f} GFLOP/s")

@@ -105,7 +105,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    allocator.use_huge_pages()  # as the CLI does; THP_MEM_ALLOC_ENABLE=0 measures without
+    allocator.configure()  # as the CLI does (THP_MEM_ALLOC_ENABLE, TWDEPLOY_REUSE_MEMORY)
     torch.set_num_threads(args.threads)
     if args.variant:
         child(args)

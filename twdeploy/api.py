@@ -23,7 +23,7 @@ from twdeploy.inference.sources import Skipped, Source, open_source
 from twdeploy.model.card import ModelCard
 from twdeploy.model.segmenter import parse_memory
 from twdeploy.runtime import Backend, open_backend
-from twdeploy.runtime.allocator import use_huge_pages
+from twdeploy.runtime.allocator import configure as configure_allocator
 from twdeploy.runtime.base import is_triton_url
 
 logger = logging.getLogger(__name__)
@@ -158,9 +158,9 @@ def load(
     A served model is a Triton URL: ``triton://HOST[:PORT]/NAME`` (HTTP) or ``triton+grpc://HOST[:PORT]/NAME``.
     ``max_memory`` (bytes, or a size such as ``"2GB"`` or ``"512MiB"``; default 1 GiB) bounds a torch
     model's decoder tensors: the classes are decoded in chunks that fit, with the same heatmaps.
-    Like the CLI, it turns on :func:`twdeploy.runtime.allocator.use_huge_pages`.
+    Like the CLI, it sets up tensor memory first (:func:`twdeploy.runtime.allocator.configure`).
     """
-    use_huge_pages()
+    configure_allocator()
     return Model(path, backend, device, half, max_memory)
 
 
@@ -189,7 +189,7 @@ def train(resume: str | Path | None = None, **config: Any) -> Model:
     from twdeploy.training.trainer import resume as resume_run
     from twdeploy.training.trainer import train as train_run
 
-    use_huge_pages()
+    configure_allocator()
     if resume is not None:
         result = resume_run(resume)
     else:

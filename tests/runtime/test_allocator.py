@@ -1,9 +1,10 @@
-"""use_huge_pages: large tensors come in 2 MiB pages, so a pass faults in far fewer pages."""
+"""use_huge_pages: large tensors in 2 MiB pages; reuse_freed_memory (opt-in): freed ones come back without faults."""
 
 from __future__ import annotations
 
 import json
 import os
+import platform
 import subprocess
 import sys
 
@@ -11,9 +12,10 @@ import pytest
 
 from twdeploy.runtime import allocator
 
-pytestmark = pytest.mark.skipif(
+needs_thp = pytest.mark.skipif(
     allocator.kernel_mode() not in ("always", "madvise"), reason="the kernel does not offer transparent huge pages"
 )
+needs_glibc = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
 
 # A child process: torch reads THP_MEM_ALLOC_ENABLE once. Faults per fresh 64 MiB tensor.
 CHILD = """
@@ -31,9 +33,25 @@ print(json.dumps({"active": active, "faults": (faults() - before) / 4, "pages": 
 SMALL_PAGES = 64 * 2**20 // os.sysconf("SC_PAGE_SIZE")
 
 
+# Faults of a 64 MiB tensor made after an equal one was freed (run with THP off: 4 KiB pages).
+REUSE_CHILD = """
+import json, resource, sys, torch
+from twdeploy.runtime import allocator
+allocator.configure()
+reusing = allocator.describe().endswith("freed memory reused")
+def faults():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+torch.ones(16, 1024, 1024).sum()
+before = faults()
+torch.ones(16, 1024, 1024).sum()
+print(json.dumps({"reusing": reusing, "faults": faults() - before, "pages": allocator.describe()}))
+"""
+OWN_VARIABLES = (allocator.VARIABLE, allocator.REUSE_VARIABLE, "MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_")
+
+
 def last_line(code: list[str], **env: str) -> str:
-    """The last line ``python -c`` prints, with THP_MEM_ALLOC_ENABLE unset unless given in ``env``."""
-    base = {k: v for k, v in os.environ.items() if k != allocator.VARIABLE}
+    """The last line ``python -c`` prints, with the allocator variables unset unless given in ``env``."""
+    base = {k: v for k, v in os.environ.items() if k not in OWN_VARIABLES}
     out = subprocess.run([sys.executable, "-c", *code], capture_output=True, text=True, check=True, env={**base, **env})
     return out.stdout.strip().splitlines()[-1]
 
@@ -42,6 +60,7 @@ def run_child(mode: str, **env: str) -> dict:
     return json.loads(last_line([CHILD, mode], **env))
 
 
+@needs_thp
 def test_huge_pages_cut_page_faults() -> None:
     used = run_child("use")
     assert used["active"]
@@ -49,6 +68,7 @@ def test_huge_pages_cut_page_faults() -> None:
     assert used["faults"] < SMALL_PAGES / 10  # the unaligned ends of the mapping stay in small pages
 
 
+@needs_thp
 def test_without_them_every_small_page_faults() -> None:
     default = run_child("default")
     assert not default["active"]
@@ -56,14 +76,45 @@ def test_without_them_every_small_page_faults() -> None:
     assert default["pages"].startswith("4 KiB pages")
 
 
+@needs_thp
 def test_users_zero_opts_out() -> None:
     opted_out = run_child("use", THP_MEM_ALLOC_ENABLE="0")
     assert not opted_out["active"]
     assert opted_out["faults"] > SMALL_PAGES / 2
 
 
+@needs_thp
+@needs_glibc
 def test_the_cli_turns_them_on_after_its_imports() -> None:
     """torch reads the variable at its first allocation: importing the CLI must not allocate first."""
     code = "import twdeploy.cli.app as app, twdeploy.api as api; from twdeploy.runtime import allocator; "
-    code += "print(allocator.use_huge_pages())"
-    assert last_line([code]) == "True"
+    code += "allocator.configure(); print(allocator.describe())"
+    assert last_line([code]).startswith("huge pages (THP_MEM_ALLOC_ENABLE=1")
+
+
+def run_reuse_child(**env: str) -> dict:
+    return json.loads(last_line([REUSE_CHILD], THP_MEM_ALLOC_ENABLE="0", **env))
+
+
+@needs_glibc
+def test_opted_in_freed_memory_comes_back_without_faults() -> None:
+    reused = run_reuse_child(TWDEPLOY_REUSE_MEMORY="1")
+    assert reused["reusing"]
+    assert reused["faults"] < SMALL_PAGES / 100
+    assert reused["pages"].endswith("freed memory reused")
+
+
+@needs_glibc
+@pytest.mark.parametrize("setting", [{}, {"TWDEPLOY_REUSE_MEMORY": "0"}])
+def test_by_default_a_new_tensor_faults_again(setting: dict[str, str]) -> None:
+    fresh = run_reuse_child(**setting)
+    assert not fresh["reusing"]
+    assert fresh["faults"] > SMALL_PAGES / 2
+    assert "freed memory returned (TWDEPLOY_REUSE_MEMORY=" in fresh["pages"]
+
+
+@needs_glibc
+def test_glibcs_own_settings_win() -> None:
+    kept = run_reuse_child(TWDEPLOY_REUSE_MEMORY="1", MALLOC_MMAP_MAX_="65536")
+    assert not kept["reusing"]
+    assert kept["faults"] > SMALL_PAGES / 2

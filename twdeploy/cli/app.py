@@ -14,7 +14,7 @@ from rich.markup import escape
 
 from twdeploy.cli import benchmark, evaluate, export, info, segment, train
 from twdeploy.errors import TwdeployError
-from twdeploy.runtime.allocator import use_huge_pages
+from twdeploy.runtime.allocator import configure as configure_allocator
 from twdeploy.signals import Interrupted, stop_on_signals
 
 app = typer.Typer(
@@ -58,7 +58,7 @@ def root() -> None:
 def main() -> None:
     """Console-script entry point: user errors become one red line and exit 1; SIGTERM acts as Ctrl-C."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    use_huge_pages()
+    configure_allocator()
     try:
         with stop_on_signals():
             app()

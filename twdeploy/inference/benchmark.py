@@ -174,7 +174,7 @@ def bench_backend(
 def _bench_child(
     name: str, file: Path, batches: Sequence[int], warmup: int, runs: int, device: str, threads: int | None
 ) -> list[BenchResult]:
-    allocator.use_huge_pages()
+    allocator.configure()
     if threads:
         torch.set_num_threads(threads)
     return bench_backend(name, file, batches, warmup, runs, device, threads)

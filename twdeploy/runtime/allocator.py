@@ -1,22 +1,41 @@
-"""Back large tensors with transparent huge pages (PyTorch's ``THP_MEM_ALLOC_ENABLE``).
+"""How large CPU tensors get their memory: huge pages, and freed memory kept for the next tensors.
 
-Every allocation above glibc's mmap threshold is a fresh ``mmap`` that the kernel faults in
-4 KiB at a time, and the decoder's class-folded relevance tensors are tens to hundreds of MiB,
-allocated anew on every pass. PyTorch's CPU allocator can ``madvise`` its allocations of 2 MiB and
-more as huge pages: 512 times fewer page faults, and freed memory still goes
-back to the system. The kernel must allow it (``/sys/kernel/mm/transparent_hugepage/enabled``
-is ``always`` or ``madvise``). ``THP_MEM_ALLOC_ENABLE=0`` in the environment opts out.
+Every allocation above glibc's mmap threshold (at most 32 MiB) is a fresh ``mmap`` that the
+kernel zeroes and faults in, and ``munmap``-ed again when freed; the decoder's class-folded
+relevance tensors are tens to hundreds of MiB, allocated anew by every op of every pass.
+
+- :func:`use_huge_pages`: PyTorch's CPU allocator ``madvise``-s its allocations of 2 MiB and more
+  as transparent huge pages (``THP_MEM_ALLOC_ENABLE``): 512 times fewer page faults. The kernel
+  must allow it (``/sys/kernel/mm/transparent_hugepage/enabled`` is ``always`` or ``madvise``).
+  ``THP_MEM_ALLOC_ENABLE=0`` in the environment opts out.
+- :func:`reuse_freed_memory`, opt-in (``TWDEPLOY_REUSE_MEMORY=1``): glibc serves large blocks
+  from its heap instead of fresh mappings and never trims it (``mallopt``: ``M_MMAP_MAX`` 0,
+  ``M_TRIM_THRESHOLD`` -1), so a tensor reuses pages an earlier one freed: no zeroing, no
+  faults. Faster, but the heap fragments: the peak is higher, the process keeps it until it
+  exits, and it can grow from pass to pass (docs/benchmarks.md). Not done where the user set
+  glibc's own ``MALLOC_MMAP_MAX_`` / ``MALLOC_TRIM_THRESHOLD_`` (or their ``GLIBC_TUNABLES``).
+
+:func:`configure` does what the environment asks for; the CLI, ``twdeploy.load`` and
+``twdeploy.train`` call it first.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
+import platform
 from pathlib import Path
 
 import torch
 
 VARIABLE = "THP_MEM_ALLOC_ENABLE"
-_PROBE_BYTES = 64 * 2**20
+REUSE_VARIABLE = "TWDEPLOY_REUSE_MEMORY"
+_GLIBC_VARIABLES = ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_")
+_GLIBC_TUNABLES = ("glibc.malloc.mmap_max", "glibc.malloc.trim_threshold")
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # mallopt parameters, <malloc.h>
+_reusing = False
+_PROBE_BYTES = 4 * 2**20
 _KERNEL_SETTING = Path("/sys/kernel/mm/transparent_hugepage/enabled")
 
 
@@ -33,13 +52,13 @@ def kernel_mode() -> str:
 def huge_pages_active() -> bool:
     """Whether torch advises its large blocks as huge pages.
 
-    torch aligns those blocks to the page size (others to 64 bytes): one 64 MiB tensor, above
-    glibc's largest mmap threshold and never touched, shows which.
+    torch aligns those blocks to the page size (others to 64 bytes, which a block from glibc's
+    heap may meet by chance): three live tensors of odd sizes, never touched, show which.
     """
     if kernel_mode() not in ("always", "madvise"):  # also off Linux, where os.sysconf may not exist
         return False
-    probe = torch.empty(_PROBE_BYTES, dtype=torch.uint8)
-    return probe.data_ptr() % os.sysconf("SC_PAGE_SIZE") == 0
+    probes = [torch.empty(_PROBE_BYTES + 64 * i, dtype=torch.uint8) for i in (1, 3, 5)]
+    return all(p.data_ptr() % os.sysconf("SC_PAGE_SIZE") == 0 for p in probes)
 
 
 def use_huge_pages() -> bool:
@@ -52,7 +71,37 @@ def use_huge_pages() -> bool:
     return huge_pages_active()
 
 
+def _user_set_glibc_malloc() -> bool:
+    tunables = os.environ.get("GLIBC_TUNABLES", "")
+    return any(name in os.environ for name in _GLIBC_VARIABLES) or any(t in tunables for t in _GLIBC_TUNABLES)
+
+
+def reuse_freed_memory() -> bool:
+    """Have glibc keep freed large blocks for later allocations (see the module docstring); whether it is in force.
+
+    Only on glibc, and not when the user set glibc's malloc settings themselves.
+    """
+    global _reusing
+    if _reusing:
+        return True
+    if _user_set_glibc_malloc() or platform.libc_ver()[0] != "glibc":
+        return False
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    _reusing = bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, -1))
+    return _reusing
+
+
+def configure() -> None:
+    """Huge pages unless the user opted out, reuse of freed memory if they opted in; call before any tensor is made."""
+    use_huge_pages()
+    if os.environ.get(REUSE_VARIABLE) == "1":
+        reuse_freed_memory()
+
+
 def describe() -> str:
-    """One line for benchmark headers: the page size large tensors get, and why."""
+    """One line for benchmark headers: the page size large tensors get, whether freed memory is reused, and why."""
     setting = f"{VARIABLE}={os.environ.get(VARIABLE, 'unset')}, kernel THP {kernel_mode()}"
-    return f"huge pages ({setting})" if huge_pages_active() else f"4 KiB pages ({setting})"
+    pages = f"huge pages ({setting})" if huge_pages_active() else f"4 KiB pages ({setting})"
+    opted = f"{REUSE_VARIABLE}={os.environ.get(REUSE_VARIABLE, 'unset')}"
+    reuse = "freed memory reused" if _reusing else f"freed memory returned ({opted})"
+    return f"{pages}, {reuse}"
