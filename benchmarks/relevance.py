@@ -207,7 +207,7 @@ PAGE_SETTINGS = {"4 KiB pages": {allocator.VARIABLE: "0"}, "huge pages": {alloca
 REUSE_SETTINGS = {"memory returned": {allocator.REUSE_VARIABLE: "0"}, "memory reused": {allocator.REUSE_VARIABLE: "1"}}
 
 
-def pages_table(args: argparse.Namespace, console: Console, settings: dict[str, dict[str, str]]) -> None:
+def allocator_table(args: argparse.Namespace, console: Console, settings: dict[str, dict[str, str]]) -> None:
     """One pass in each allocator setting (environment variables), each in child processes, alternating per round."""
     table = Table(title=f"one pass, all {args.classes} classes, {args.size} px, median of {args.rounds} rounds")
     columns = ("arch", "batch", "allocator", "s/batch", "time ratio", "min s", "max s", "page faults/pass", "peak MiB")
@@ -322,7 +322,7 @@ def main() -> None:
         budget_table(args, console)
         return
     if args.pages or args.reuse:
-        pages_table(args, console, PAGE_SETTINGS if args.pages else REUSE_SETTINGS)
+        allocator_table(args, console, PAGE_SETTINGS if args.pages else REUSE_SETTINGS)
         return
     peak = matmul_gflops(args.repeats)
     console.print(f"reference: 2048^3 float32 matmul at {peak:.1f} GFLOP/s")
