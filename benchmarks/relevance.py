@@ -16,8 +16,9 @@ the goals "batch-4 peak <= 1.2 x 4 x batch-1 peak" and "vgg16 batch-4 peak <= 2.
 ``--pages`` instead times the one pass (all classes) with 4 KiB pages and with huge pages
 (``THP_MEM_ALLOC_ENABLE`` 0 / 1, see ``twdeploy.runtime.allocator``), each run in a child
 process of its own, the two alternating within each of ``--rounds`` rounds; with the page
-faults per pass and the child's peak RSS. ``--reuse`` does the same with freed memory returned
-to the system or reused (``TWDEPLOY_REUSE_MEMORY`` 0 / 1).
+faults per pass and the child's peak RSS after its first and its last pass. ``--reuse`` does the
+same with freed memory returned to the system or reused (``TWDEPLOY_REUSE_MEMORY`` 0 / 1);
+``--reuse-max-memory`` gives the reuse runs a decoder budget of their own.
 
 ``--budgets`` instead times the one pass (all classes) at each decoder budget, the budgets
 alternating within each of ``--rounds`` rounds (their order reversed every other round), with
@@ -28,6 +29,7 @@ the time ratio against the first budget and the classes per decoder chunk each b
     OMP_WAIT_POLICY=ACTIVE python benchmarks/relevance.py --budgets 2GiB 512MiB --rounds 3 --threads 1
     OMP_WAIT_POLICY=ACTIVE python benchmarks/relevance.py --pages --archs resnet50 vgg16 --rounds 3
     OMP_WAIT_POLICY=ACTIVE python benchmarks/relevance.py --reuse --archs resnet50 vgg16 --rounds 3
+    OMP_WAIT_POLICY=ACTIVE python benchmarks/relevance.py --reuse --reuse-max-memory 512MiB --batches 4 --rounds 2
 """
 
 from __future__ import annotations
@@ -186,13 +188,18 @@ def memory_table(args: argparse.Namespace, console: Console) -> None:
 
 
 def pages_child(args: argparse.Namespace) -> None:
-    """Time the one pass (all classes) in this process's page setting; print seconds, faults and peak as JSON."""
+    """Time the one pass (all classes) in this process's allocator setting; print seconds, faults and peaks as JSON.
+
+    The peak RSS after the warm-up pass and after the last pass: freed memory kept in the heap can
+    grow it from pass to pass.
+    """
     arch, batch = args.pages_child.split(",")
     model = fold_batchnorm(Segmenter(arch, num_classes=args.classes, max_memory=args.max_memory))
     x = preferred_layout(torch.rand(int(batch), 3, args.size, args.size))
     times, faults = [], []
     with torch.no_grad():
         model(x)  # warm-up
+        first_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         for _ in range(args.repeats):
             before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             start = time.perf_counter()
@@ -200,7 +207,13 @@ def pages_child(args: argparse.Namespace) -> None:
             times.append(time.perf_counter() - start)
             faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"s": statistics.median(times), "faults": statistics.median(faults), "peak": peak}))
+    summary = {
+        "s": statistics.median(times),
+        "faults": statistics.median(faults),
+        "first peak": first_peak,
+        "peak": peak,
+    }
+    print(json.dumps(summary))
 
 
 PAGE_SETTINGS = {"4 KiB pages": {allocator.VARIABLE: "0"}, "huge pages": {allocator.VARIABLE: "1"}}
@@ -210,15 +223,19 @@ REUSE_SETTINGS = {"memory returned": {allocator.REUSE_VARIABLE: "0"}, "memory re
 def allocator_table(args: argparse.Namespace, console: Console, settings: dict[str, dict[str, str]]) -> None:
     """One pass in each allocator setting (environment variables), each in child processes, alternating per round."""
     table = Table(title=f"one pass, all {args.classes} classes, {args.size} px, median of {args.rounds} rounds")
-    columns = ("arch", "batch", "allocator", "s/batch", "time ratio", "min s", "max s", "page faults/pass", "peak MiB")
-    for col in columns:
+    columns = ("arch", "batch", "allocator", "budget", "s/batch", "time ratio", "min s", "max s", "page faults/pass")
+    for col in (*columns, "peak MiB, pass 1 -> last"):
         table.add_column(col, justify="left" if col in ("arch", "allocator") else "right")
+    budgets = {name: args.max_memory for name in settings}
+    if args.reuse_max_memory is not None:
+        budgets[list(settings)[-1]] = args.reuse_max_memory
     for arch in args.archs:
         for batch in args.batches:
             runs: dict[str, list[dict[str, float]]] = {name: [] for name in settings}
             for rnd in range(args.rounds):
                 for name in list(settings) if rnd % 2 == 0 else list(settings)[::-1]:
-                    cmd = [sys.executable, __file__, *sys.argv[1:], "--pages-child", f"{arch},{batch}"]
+                    child = ["--pages-child", f"{arch},{batch}", "--max-memory", str(budgets[name])]
+                    cmd = [sys.executable, __file__, *sys.argv[1:], *child]
                     env = {**os.environ, **settings[name]}
                     out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout
                     runs[name].append(json.loads(out.strip().splitlines()[-1]))
@@ -229,12 +246,13 @@ def allocator_table(args: argparse.Namespace, console: Console, settings: dict[s
                     arch,
                     str(batch),
                     name,
+                    f"{budgets[name] / 2**20:.0f} MiB",
                     f"{statistics.median(seconds):.2f}",
                     f"{statistics.median(seconds) / first:.3f}",
                     f"{min(seconds):.2f}",
                     f"{max(seconds):.2f}",
                     f"{statistics.median(r['faults'] for r in rows):.0f}",
-                    f"{max(r['peak'] for r in rows):.0f}",
+                    f"{max(r['first peak'] for r in rows):.0f} -> {max(r['peak'] for r in rows):.0f}",
                 )
             table.add_section()
     console.print(table)
@@ -294,8 +312,18 @@ def main() -> None:
         "--budgets", nargs="+", type=parse_memory, help="time the one pass at these decoder budgets instead"
     )
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of --budgets")
-    parser.add_argument("--pages", action="store_true", help="time the one pass with 4 KiB pages vs huge pages instead")
-    parser.add_argument("--reuse", action="store_true", help="time the one pass with freed memory returned vs reused")
+    allocators = parser.add_mutually_exclusive_group()
+    allocators.add_argument(
+        "--pages", action="store_true", help="time the one pass with 4 KiB pages vs huge pages instead"
+    )
+    allocators.add_argument(
+        "--reuse", action="store_true", help="time the one pass with freed memory returned vs reused"
+    )
+    parser.add_argument(
+        "--reuse-max-memory",
+        type=parse_memory,
+        help="with --reuse: the decoder budget of the reuse runs (default --max-memory)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--pages-child", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -7,6 +7,7 @@ import os
 import platform
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -120,3 +121,40 @@ def test_glibcs_own_settings_win() -> None:
     kept = run_reuse_child(TWDEPLOY_REUSE_MEMORY="1", MALLOC_MMAP_MAX_="65536")
     assert not kept["reusing"]
     assert kept["faults"] > SMALL_PAGES / 2
+
+
+def fake_virtio(root: Path, name: str, device: str, features: str, bound: bool = True) -> None:
+    """One ``/sys/bus/virtio/devices`` entry: its ``device`` id, ``features`` bit string and ``driver`` link."""
+    entry = root / name
+    entry.mkdir(parents=True)
+    (entry / "device").write_text(f"{device}\n")
+    (entry / "features").write_text(f"{features}\n")
+    if bound:
+        (entry / "driver").symlink_to(root)
+
+
+REPORTING = "0110010100000000000000000000000010"  # bit 5: VIRTIO_BALLOON_F_REPORTING
+
+
+def test_a_reporting_balloon_is_found(tmp_path: Path) -> None:
+    fake_virtio(tmp_path, "virtio0", "0x0001", REPORTING)  # a network card with the same bit set
+    assert not allocator.free_page_reporting(tmp_path)
+    fake_virtio(tmp_path, "virtio1", "0x0005", REPORTING)
+    assert allocator.free_page_reporting(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("features", "bound"),
+    [("0110000100000000", True), (REPORTING, False), ("01100", True), ("", True)],
+    ids=["no-reporting-bit", "no-driver", "short-feature-string", "empty"],
+)
+def test_a_balloon_without_reporting_is_not(tmp_path: Path, features: str, bound: bool) -> None:
+    fake_virtio(tmp_path, "virtio0", "0x0005", features, bound)
+    assert not allocator.free_page_reporting(tmp_path)
+
+
+def test_unreadable_entries_and_no_virtio_bus(tmp_path: Path) -> None:
+    (tmp_path / "virtio0").mkdir()  # no device / features files
+    fake_virtio(tmp_path, "virtio1", "not-hex", REPORTING)
+    assert not allocator.free_page_reporting(tmp_path)
+    assert not allocator.free_page_reporting(tmp_path / "missing")

@@ -14,6 +14,9 @@ relevance tensors are tens to hundreds of MiB, allocated anew by every op of eve
   faults. Faster, but the heap fragments: the peak is higher, the process keeps it until it
   exits, and it can grow from pass to pass (docs/benchmarks.md). Not done where the user set
   glibc's own ``MALLOC_MMAP_MAX_`` / ``MALLOC_TRIM_THRESHOLD_`` (or their ``GLIBC_TUNABLES``).
+- :func:`free_page_reporting`: whether this is a virtual machine whose balloon device reports
+  free memory to its host, which takes the pages back; memory freed a few seconds ago is then
+  slow to fault in again (docs/benchmarks.md), the case where reusing freed memory pays most.
 
 :func:`configure` does what the environment asks for; the CLI, ``twdeploy.load`` and
 ``twdeploy.train`` call it first.
@@ -37,6 +40,8 @@ _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # mallopt parameters, <malloc.h>
 _reusing = False
 _PROBE_BYTES = 4 * 2**20
 _KERNEL_SETTING = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+VIRTIO_DEVICES = Path("/sys/bus/virtio/devices")
+_VIRTIO_BALLOON, _BALLOON_F_REPORTING = 0x0005, 5  # device id and feature bit, virtio spec 5.5
 
 
 def kernel_mode() -> str:
@@ -91,6 +96,24 @@ def reuse_freed_memory() -> bool:
     return _reusing
 
 
+def free_page_reporting(devices: Path = VIRTIO_DEVICES) -> bool:
+    """Whether a virtio balloon with free page reporting is bound to its driver (Linux guests only)."""
+    try:
+        entries = list(devices.iterdir())
+    except OSError:
+        return False
+    for entry in entries:
+        try:
+            device = int((entry / "device").read_text(), 16)
+            features = (entry / "features").read_text().strip()
+        except (OSError, ValueError):
+            continue
+        reporting = len(features) > _BALLOON_F_REPORTING and features[_BALLOON_F_REPORTING] == "1"
+        if device == _VIRTIO_BALLOON and reporting and (entry / "driver").exists():
+            return True
+    return False
+
+
 def configure() -> None:
     """Huge pages unless the user opted out, reuse of freed memory if they opted in; call before any tensor is made."""
     use_huge_pages()
@@ -104,4 +127,5 @@ def describe() -> str:
     pages = f"huge pages ({setting})" if huge_pages_active() else f"4 KiB pages ({setting})"
     opted = f"{REUSE_VARIABLE}={os.environ.get(REUSE_VARIABLE, 'unset')}"
     reuse = "freed memory reused" if _reusing else f"freed memory returned ({opted})"
-    return f"{pages}, {reuse}"
+    host = ", VM balloon reports free memory to its host" if free_page_reporting() else ""
+    return f"{pages}{host}, {reuse}"
