@@ -217,7 +217,8 @@ def pages_child(args: argparse.Namespace) -> None:
 
 
 PAGE_SETTINGS = {"4 KiB pages": {allocator.VARIABLE: "0"}, "huge pages": {allocator.VARIABLE: "1"}}
-REUSE_SETTINGS = {"memory returned": {allocator.REUSE_VARIABLE: "0"}, "memory reused": {allocator.REUSE_VARIABLE: "1"}}
+REUSED = "memory reused"
+REUSE_SETTINGS = {"memory returned": {allocator.REUSE_VARIABLE: "0"}, REUSED: {allocator.REUSE_VARIABLE: "1"}}
 
 
 def allocator_table(args: argparse.Namespace, console: Console, settings: dict[str, dict[str, str]]) -> None:
@@ -228,7 +229,7 @@ def allocator_table(args: argparse.Namespace, console: Console, settings: dict[s
         table.add_column(col, justify="left" if col in ("arch", "allocator") else "right")
     budgets = {name: args.max_memory for name in settings}
     if args.reuse_max_memory is not None:
-        budgets[list(settings)[-1]] = args.reuse_max_memory
+        budgets[REUSED] = args.reuse_max_memory
     for arch in args.archs:
         for batch in args.batches:
             runs: dict[str, list[dict[str, float]]] = {name: [] for name in settings}
@@ -327,6 +328,8 @@ def main() -> None:
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--pages-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.reuse_max_memory is not None and not args.reuse:
+        parser.error("--reuse-max-memory applies to --reuse runs only")
     allocator.configure()  # as the CLI does (THP_MEM_ALLOC_ENABLE, TWDEPLOY_REUSE_MEMORY)
     torch.set_num_threads(args.threads)
     if args.child:

@@ -14,12 +14,12 @@ class Recorder(TorchDispatchMode):
 
     def __init__(self) -> None:
         super().__init__()
-        self.transposed_inputs: list[torch.Tensor] = []
+        self.conv_inputs: list[torch.Tensor] = []
         self.copies: list[tuple[int, ...]] = []
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         if func is torch.ops.aten.convolution.default:
-            self.transposed_inputs.append(args[0])
+            self.conv_inputs.append(args[0])
         if func in (torch.ops.aten.clone.default, torch.ops.aten.copy_.default):
             self.copies.append(tuple(args[0].shape))
         return func(*args, **(kwargs or {}))
@@ -40,7 +40,7 @@ def test_same_heatmaps_and_no_reordering(arch: str, bn_rule: str) -> None:
     torch.testing.assert_close(logits_cl, logits, rtol=1e-12, atol=1e-12)
     scale = heatmaps.abs().max()
     torch.testing.assert_close(heatmaps_cl / scale, heatmaps / scale, rtol=0, atol=1e-9)
-    assert recorder.transposed_inputs, "no transposed convolution ran"
-    assert all(t.is_contiguous(memory_format=torch.channels_last) for t in recorder.transposed_inputs)
+    assert recorder.conv_inputs, "no convolution ran"
+    assert all(t.is_contiguous(memory_format=torch.channels_last) for t in recorder.conv_inputs)
     # Only the encoder's last feature map (at most 4x4 at 64 px) is reordered, at the pooled head.
     assert all(shape[-2] * shape[-1] <= 16 for shape in recorder.copies), recorder.copies
