@@ -191,7 +191,8 @@ def pages_child(args: argparse.Namespace) -> None:
     """Time the one pass (all classes) in this process's allocator setting; print seconds, faults and peaks as JSON.
 
     The peak RSS after the warm-up pass and after the last pass: freed memory kept in the heap can
-    grow it from pass to pass.
+    grow it from pass to pass. Where it is kept, each pass ends by handing it back, as the torch
+    backend does (``allocator.release_freed_memory``).
     """
     arch, batch = args.pages_child.split(",")
     model = fold_batchnorm(Segmenter(arch, num_classes=args.classes, max_memory=args.max_memory))
@@ -199,11 +200,13 @@ def pages_child(args: argparse.Namespace) -> None:
     times, faults = [], []
     with torch.no_grad():
         model(x)  # warm-up
+        allocator.release_freed_memory()
         first_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         for _ in range(args.repeats):
             before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             start = time.perf_counter()
             model(x)
+            allocator.release_freed_memory()  # as the torch backend does after each batch
             times.append(time.perf_counter() - start)
             faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

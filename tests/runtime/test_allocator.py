@@ -1,4 +1,5 @@
-"""use_huge_pages: large tensors in 2 MiB pages; reuse_freed_memory (opt-in): freed ones come back without faults."""
+"""use_huge_pages: large tensors in 2 MiB pages; reuse_freed_memory (opt-in): freed ones come back without faults,
+and release_freed_memory hands them back between passes."""
 
 from __future__ import annotations
 
@@ -129,6 +130,43 @@ def test_glibcs_own_settings_win() -> None:
     kept = run_reuse_child(TWDEPLOY_REUSE_MEMORY="1", MALLOC_MMAP_MAX_="65536")
     assert not kept["reusing"]
     assert faulted(kept["faults"]) == 16, f"faults of each tensor: {kept['faults']}"
+
+
+# RSS (MiB) with six freed 64 MiB tensors kept in the heap, and after handing them back; then
+# the faults of one more tensor (its pages come back fresh).
+RELEASE_CHILD = """
+import json, re, resource
+from pathlib import Path
+import torch
+from twdeploy.runtime import allocator
+allocator.configure()
+def rss():
+    return int(re.search(r"VmRSS:\\s+(\\d+) kB", Path("/proc/self/status").read_text())[1]) / 1024
+for _ in range(6):
+    torch.ones(16, 1024, 1024)
+kept = rss()
+released = allocator.release_freed_memory()
+after = rss()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+torch.ones(16, 1024, 1024)
+faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+print(json.dumps({"released": released, "kept": kept, "after": after, "faults": faults}))
+"""
+
+
+@needs_glibc
+def test_release_hands_the_kept_memory_back() -> None:
+    child = json.loads(last_line([RELEASE_CHILD], THP_MEM_ALLOC_ENABLE="0", TWDEPLOY_REUSE_MEMORY="1"))
+    assert child["released"]
+    assert child["kept"] - child["after"] >= 48, child  # at least three quarters of a 64 MiB block
+    assert child["faults"] > SMALL_PAGES / 2, child
+
+
+@needs_glibc
+def test_release_without_reuse_does_nothing() -> None:
+    child = json.loads(last_line([RELEASE_CHILD], THP_MEM_ALLOC_ENABLE="0"))
+    assert not child["released"]
+    assert abs(child["kept"] - child["after"]) < 16, child
 
 
 def fake_virtio(root: Path, name: str, device: str, features: str, bound: bool = True) -> None:

@@ -12,7 +12,7 @@ import torch
 from tests.inference.tiny_model import IMAGE_SIZE, build_run
 from twdeploy.errors import TwdeployError
 from twdeploy.inference.predictor import masks_at_original_size
-from twdeploy.runtime import Outputs, detect_backend, open_backend
+from twdeploy.runtime import Outputs, allocator, detect_backend, open_backend
 from twdeploy.runtime.base import run_in_chunks
 from twdeploy.runtime.onnxruntime_backend import choose_providers
 
@@ -46,6 +46,18 @@ def test_torch_and_onnxruntime_give_the_same_masks(tiny_run: tuple[Path, Path]) 
         assert (a == b).mean() > 0.999  # argmax ties may flip on float noise
     torch_backend.close()
     ort_backend.close()
+
+
+def test_torch_backend_releases_freed_memory_after_each_batch(
+    tiny_run: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = []
+    monkeypatch.setattr(allocator, "release_freed_memory", lambda: calls.append(len(calls)) or True)
+    backend = open_backend(tiny_run[0], device="cpu")
+    for n in (1, 2):
+        assert backend.infer(_batch(n)).heatmaps.shape[0] == n
+    assert len(calls) == 2
+    backend.close()
 
 
 def test_topk_model_maps_heatmaps_to_class_ids(tmp_path: Path) -> None:

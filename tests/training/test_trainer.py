@@ -8,6 +8,7 @@ import torch
 
 from twdeploy.data import build_dataset
 from twdeploy.model.io import load_model, read_checkpoint
+from twdeploy.runtime import allocator
 from twdeploy.training.config import TrainConfig
 from twdeploy.training.metrics import ConfusionMatrix
 from twdeploy.training.trainer import resume, train
@@ -52,6 +53,13 @@ def test_same_seed_same_losses(tmp_path: Path) -> None:
     a = train(_cfg(tmp_path, "a", steps=2, eval_every=2), quiet=True)
     b = train(_cfg(tmp_path, "b", steps=2, eval_every=2), quiet=True)
     assert a.losses == b.losses
+
+
+def test_freed_memory_is_released_after_every_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    steps_done = []
+    monkeypatch.setattr(allocator, "release_freed_memory", lambda: steps_done.append(1) or True)
+    train(_cfg(tmp_path, "release", steps=3, eval_every=3), quiet=True)
+    assert len(steps_done) == 3
 
 
 def test_interrupted_run_resumes_to_identical_weights(tmp_path: Path) -> None:

@@ -11,8 +11,10 @@ relevance tensors are tens to hundreds of MiB, allocated anew by every op of eve
 - :func:`reuse_freed_memory`, opt-in (``TWDEPLOY_REUSE_MEMORY=1``): glibc serves large blocks
   from its heap instead of fresh mappings and never trims it (``mallopt``: ``M_MMAP_MAX`` 0,
   ``M_TRIM_THRESHOLD`` -1), so a tensor reuses pages an earlier one freed: no zeroing, no
-  faults. Faster, but the heap fragments: the peak is higher, the process keeps it until it
-  exits, and it can grow from pass to pass (docs/benchmarks.md). Not done where the user set
+  faults. Faster, but the heap fragments, so the peak is higher (docs/benchmarks.md).
+  :func:`release_freed_memory` hands the heap's free pages back at the end of every inference
+  batch and training step (the torch backend and the trainer call it): memory is reused within
+  a pass, and between passes the process holds what is live. Not done where the user set
   glibc's own ``MALLOC_MMAP_MAX_`` / ``MALLOC_TRIM_THRESHOLD_`` (or their ``GLIBC_TUNABLES``).
 - :func:`free_page_reporting`: whether this is a virtual machine whose balloon device reports
   free memory to its host, which takes the pages back; memory freed a few seconds ago is then
@@ -91,9 +93,25 @@ def reuse_freed_memory() -> bool:
         return True
     if _user_set_glibc_malloc() or platform.libc_ver()[0] != "glibc":
         return False
-    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    libc = _libc()
     _reusing = bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, -1))
     return _reusing
+
+
+def release_freed_memory() -> bool:
+    """Where freed memory is being reused, hand the heap's free pages back to the system (``malloc_trim``).
+
+    Call it between passes: the next pass faults those pages in again, but the heap's blocks
+    stay where they are, so its peak no longer grows from pass to pass. Whether it released.
+    """
+    if not _reusing:
+        return False
+    _libc().malloc_trim(0)
+    return True
+
+
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(ctypes.util.find_library("c"))
 
 
 def free_page_reporting(devices: Path = VIRTIO_DEVICES) -> bool:

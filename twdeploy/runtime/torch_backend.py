@@ -12,6 +12,7 @@ from twdeploy.errors import TwdeployError
 from twdeploy.model.card import ModelCard
 from twdeploy.model.io import load_model
 from twdeploy.model.segmenter import Segmenter
+from twdeploy.runtime import allocator
 from twdeploy.runtime.base import Outputs, check_model_kind
 from twdeploy.runtime.device import resolve_device
 from twdeploy.runtime.layout import preferred_layout
@@ -53,7 +54,10 @@ class TorchBackend:
         with torch.inference_mode(), autocast:
             outputs = self.model(x)
         logits, heatmaps = (t.float().cpu().numpy() for t in outputs[:2])
-        return Outputs(logits, heatmaps, outputs[2].cpu().numpy() if len(outputs) == 3 else None)
+        result = Outputs(logits, heatmaps, outputs[2].cpu().numpy() if len(outputs) == 3 else None)
+        del outputs
+        allocator.release_freed_memory()
+        return result
 
     def close(self) -> None:
         self.model.cpu()

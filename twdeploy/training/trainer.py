@@ -31,6 +31,7 @@ from twdeploy.model.card import ModelCard
 from twdeploy.model.io import read_checkpoint, save_checkpoint
 from twdeploy.model.segmenter import Segmenter
 from twdeploy.paths import output_dir
+from twdeploy.runtime import allocator
 from twdeploy.signals import Interrupted, deferred_signals, stop_on_signals
 from twdeploy.training.chunking import Rows, loss_rows, training_heatmaps
 from twdeploy.training.config import TrainConfig
@@ -320,6 +321,7 @@ class Trainer:
                     with deferred_signals():  # a stop lands between steps: last.pt is never half a step
                         losses = self.train_step(batch)
                         self.step += 1
+                    allocator.release_freed_memory()
                     if self.stop_agreed:  # every rank stops after the same step
                         raise Interrupted(self.ranks.stop_signal or signal.SIGTERM)
                     busy += time.perf_counter() - start
