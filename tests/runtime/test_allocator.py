@@ -132,10 +132,10 @@ def test_glibcs_own_settings_win() -> None:
     assert faulted(kept["faults"]) == 16, f"faults of each tensor: {kept['faults']}"
 
 
-# RSS (MiB) with six freed 64 MiB tensors kept in the heap, and after handing them back; then
-# the faults of one more tensor (its pages come back fresh).
+# RSS (MiB) with six freed 64 MiB tensors kept in the heap, and after release_freed_memory(above=argv[1]);
+# then the faults of one more tensor (its pages come back fresh if they were released).
 RELEASE_CHILD = """
-import json, re, resource
+import json, re, resource, sys
 from pathlib import Path
 import torch
 from twdeploy.runtime import allocator
@@ -144,27 +144,40 @@ def rss():
     return int(re.search(r"VmRSS:\\s+(\\d+) kB", Path("/proc/self/status").read_text())[1]) / 1024
 for _ in range(6):
     torch.ones(16, 1024, 1024)
-kept = rss()
-released = allocator.release_freed_memory()
+kept, free = rss(), allocator.free_heap_bytes()
+released = allocator.release_freed_memory(above=int(sys.argv[1]))
 after = rss()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 torch.ones(16, 1024, 1024)
 faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-print(json.dumps({"released": released, "kept": kept, "after": after, "faults": faults}))
+print(json.dumps({"released": released, "free": free, "kept": kept, "after": after, "faults": faults}))
 """
+
+
+def run_release_child(above: int, **env: str) -> dict:
+    return json.loads(last_line([RELEASE_CHILD, str(above)], THP_MEM_ALLOC_ENABLE="0", **env))
 
 
 @needs_glibc
 def test_release_hands_the_kept_memory_back() -> None:
-    child = json.loads(last_line([RELEASE_CHILD], THP_MEM_ALLOC_ENABLE="0", TWDEPLOY_REUSE_MEMORY="1"))
+    child = run_release_child(0, TWDEPLOY_REUSE_MEMORY="1")
     assert child["released"]
+    assert child["free"] >= 64 * 2**20, child  # glibc counts the freed tensors as free heap memory
     assert child["kept"] - child["after"] >= 48, child  # at least three quarters of a 64 MiB block
     assert child["faults"] > SMALL_PAGES / 2, child
 
 
 @needs_glibc
+def test_release_keeps_what_is_under_its_threshold() -> None:
+    child = run_release_child(2**40, TWDEPLOY_REUSE_MEMORY="1")
+    assert not child["released"]
+    assert abs(child["kept"] - child["after"]) < 16, child
+    assert child["faults"] < SMALL_PAGES / 100, child
+
+
+@needs_glibc
 def test_release_without_reuse_does_nothing() -> None:
-    child = json.loads(last_line([RELEASE_CHILD], THP_MEM_ALLOC_ENABLE="0"))
+    child = run_release_child(0)
     assert not child["released"]
     assert abs(child["kept"] - child["after"]) < 16, child
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import platform
 from pathlib import Path
@@ -41,6 +42,7 @@ _GLIBC_TUNABLES = ("glibc.malloc.mmap_max", "glibc.malloc.trim_threshold")
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # mallopt parameters, <malloc.h>
 _reusing = False
 _PROBE_BYTES = 4 * 2**20
+RELEASE_ABOVE = 256 * 2**20  # free heap bytes a process may keep between passes
 _KERNEL_SETTING = Path("/sys/kernel/mm/transparent_hugepage/enabled")
 VIRTIO_DEVICES = Path("/sys/bus/virtio/devices")
 _VIRTIO_BALLOON, _BALLOON_F_REPORTING = 0x0005, 5  # device id and feature bit, virtio spec 5.5
@@ -98,18 +100,43 @@ def reuse_freed_memory() -> bool:
     return _reusing
 
 
-def release_freed_memory() -> bool:
-    """Where freed memory is being reused, hand the heap's free pages back to the system (``malloc_trim``).
+def release_freed_memory(above: int = RELEASE_ABOVE) -> bool:
+    """Where freed memory is being reused and the heap keeps more than ``above`` bytes of it, hand it back.
 
-    Call it between passes: the next pass faults those pages in again, but the heap's blocks
-    stay where they are, so its peak no longer grows from pass to pass. Whether it released.
+    Call it between passes (``malloc_trim``): the next pass faults those pages in again, but the
+    heap's blocks stay where they are, so its peak no longer grows from pass to pass. Below
+    ``above`` the memory stays for the next pass: releasing a little every training step of a
+    small model cost more time than it saved (docs/benchmarks.md). Whether it released.
     """
     if not _reusing:
+        return False
+    kept = free_heap_bytes()
+    if kept is not None and kept <= above:
         return False
     _libc().malloc_trim(0)
     return True
 
 
+_MALLINFO2_FIELDS = (  # struct mallinfo2, <malloc.h>
+    "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost"
+)
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in _MALLINFO2_FIELDS]
+
+
+def free_heap_bytes() -> int | None:
+    """Free bytes in glibc's heaps (``mallinfo2().fordblks``, glibc 2.33 and later; None where unavailable)."""
+    try:
+        mallinfo2 = _libc().mallinfo2
+    except (AttributeError, OSError, TypeError):
+        return None
+    mallinfo2.restype = _MallInfo2
+    return int(mallinfo2().fordblks)
+
+
+@functools.cache
 def _libc() -> ctypes.CDLL:
     return ctypes.CDLL(ctypes.util.find_library("c"))
 
