@@ -11,12 +11,13 @@ relevance tensors are tens to hundreds of MiB, allocated anew by every op of eve
 - :func:`reuse_freed_memory`, opt-in (``TWDEPLOY_REUSE_MEMORY=1``): glibc serves large blocks
   from its heap instead of fresh mappings and never trims it (``mallopt``: ``M_MMAP_MAX`` 0,
   ``M_TRIM_THRESHOLD`` -1), so a tensor reuses pages an earlier one freed: no zeroing, no
-  faults. Faster, but the heap fragments, so the peak is higher (docs/benchmarks.md).
-  :func:`release_freed_memory` hands the heap's free pages back at the end of every inference
-  batch and training step (the torch backend and the trainer call it) once it keeps more than
-  ``RELEASE_ABOVE``: memory is reused within a pass, and between passes the process holds what
-  is live plus at most that much. Not done where the user set
-  glibc's own ``MALLOC_MMAP_MAX_`` / ``MALLOC_TRIM_THRESHOLD_`` (or their ``GLIBC_TUNABLES``).
+  faults. Faster, but the heap fragments, so the peak is higher (docs/benchmarks.md). Not done
+  where the user set glibc's own ``MALLOC_MMAP_MAX_`` / ``MALLOC_TRIM_THRESHOLD_`` (or their
+  ``GLIBC_TUNABLES``).
+- :func:`release_freed_memory`: with reuse on, hands the heap's free pages back at the end of
+  every inference batch and training step (the torch backend and the trainer call it) once it
+  keeps more than ``RELEASE_ABOVE``: memory is reused within a pass, and between passes the
+  process holds what is live plus at most that much.
 - :func:`free_page_reporting`: whether this is a virtual machine whose balloon device reports
   free memory to its host, which takes the pages back; memory freed a few seconds ago is then
   slow to fault in again (docs/benchmarks.md), the case where reusing freed memory pays most.

@@ -53,11 +53,9 @@ class TorchBackend:
         autocast = torch.autocast("cuda", torch.float16) if self.half else contextlib.nullcontext()
         with torch.inference_mode(), autocast:
             outputs = self.model(x)
+        allocator.release_freed_memory()  # the pass's temporaries are freed; its outputs stay
         logits, heatmaps = (t.float().cpu().numpy() for t in outputs[:2])
-        result = Outputs(logits, heatmaps, outputs[2].cpu().numpy() if len(outputs) == 3 else None)
-        del outputs
-        allocator.release_freed_memory()
-        return result
+        return Outputs(logits, heatmaps, outputs[2].cpu().numpy() if len(outputs) == 3 else None)
 
     def close(self) -> None:
         self.model.cpu()
